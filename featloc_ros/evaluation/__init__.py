@@ -1,0 +1,1 @@
+"""Evaluation helpers shared by tests and benchmarks: dataset loaders and pose metrics."""

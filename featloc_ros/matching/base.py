@@ -1,0 +1,44 @@
+"""Matcher interface: two sets of local features in, index pairs out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..features.base import Features
+
+
+@dataclass
+class Matches:
+    """indices: (M, 2) int64 rows (i in image 0, j in image 1); scores: (M,) float32 confidence."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    @staticmethod
+    def empty() -> "Matches":
+        return Matches(np.zeros((0, 2), np.int64), np.zeros(0, np.float32))
+
+
+class Matcher:
+    default_conf: dict = {}
+
+    def __init__(self, conf: dict | None = None):
+        conf = dict(conf or {})
+        conf.pop("name", None)
+        unknown = set(conf) - set(self.default_conf)
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: unknown configuration keys {sorted(unknown)}")
+        self.conf = {**self.default_conf, **conf}
+
+    def __call__(self, feats0: Features, feats1: Features) -> Matches:
+        if len(feats0) == 0 or len(feats1) == 0:
+            return Matches.empty()
+        return self._match(feats0, feats1)
+
+    def _match(self, feats0: Features, feats1: Features) -> Matches:
+        raise NotImplementedError

@@ -1,0 +1,54 @@
+"""VLAD global descriptors (Jegou et al. 2010) aggregated from any local descriptors.
+
+The codebook is trained on the map's own descriptors at map-building time and stored in the map,
+so retrieval works with whatever local features the map was built with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.cluster.vq import kmeans2
+
+
+def train_codebook(descriptors: np.ndarray, num_clusters: int = 32, max_samples: int = 50000,
+                   seed: int = 0) -> np.ndarray:
+    """k-means codebook (num_clusters, D) float32 from (N, D) descriptors (subsampled, seeded)."""
+    rng = np.random.default_rng(seed)
+    desc = np.asarray(descriptors, dtype=np.float32)
+    if desc.shape[0] > max_samples:
+        desc = desc[rng.choice(desc.shape[0], max_samples, replace=False)]
+    k = int(min(num_clusters, max(1, desc.shape[0] // 10)))
+    centroids, _ = kmeans2(desc.astype(np.float64), k, minit="++", seed=seed)
+    return centroids.astype(np.float32)
+
+
+class VLAD:
+    """describe((N, D) local descriptors) -> (K*D,) float32 unit vector.
+
+    Intra-normalisation + power (signed square root) normalisation + global L2 normalisation.
+    """
+
+    def __init__(self, codebook: np.ndarray):
+        self.codebook = np.asarray(codebook, dtype=np.float32)
+
+    @property
+    def dim(self) -> int:
+        return int(self.codebook.size)
+
+    def describe(self, descriptors: np.ndarray) -> np.ndarray:
+        k, d = self.codebook.shape
+        out = np.zeros((k, d), np.float32)
+        if descriptors.shape[0] > 0:
+            desc = np.asarray(descriptors, dtype=np.float32)
+            assign = np.argmax(desc @ self.codebook.T - 0.5 * (self.codebook ** 2).sum(1), axis=1)
+            np.add.at(out, assign, desc - self.codebook[assign])
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        out = np.sign(out) * np.sqrt(np.abs(out))
+        v = out.reshape(-1)
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
+    def rank(self, query: np.ndarray, database: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of database rows sorted by decreasing cosine similarity, and the similarities."""
+        sims = database @ query
+        order = np.argsort(-sims, kind="stable")
+        return order, sims[order]
