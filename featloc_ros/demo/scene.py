@@ -81,11 +81,7 @@ def _source_image(name: str) -> np.ndarray:
         img = img.astype(np.uint8) * 255
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
-    img = img[:, :, :3]
-    if name == "retina":  # keep the central part of the fundus (no black border)
-        h, w = img.shape[:2]
-        img = img[int(0.2 * h):int(0.8 * h), int(0.2 * w):int(0.8 * w)]
-    img = img.astype(np.float32)
+    img = img[:, :, :3].astype(np.float32)
     img.setflags(write=False)
     return img
 
@@ -94,9 +90,12 @@ class _Deck:
     """Shuffled deck of disjoint square photo regions (each also mirrored).
 
     Every source image is cut into a grid of disjoint ~170 px squares
-    (low-texture squares are dropped when ``min_corners`` > 0); drawing without replacement means no two mosaic cells in the
-    room show the same image content (until the deck runs out, then it is
-    reshuffled - that only happens for very fine cell sizes).
+    (low-texture squares are dropped when ``min_corners`` > 0).  Each square
+    is a card twice, as is and mirrored (mirrored patches do not match under
+    SIFT/ORB-like descriptors).  Cards are drawn without replacement, so a
+    square appears at most once unmirrored and once mirrored in the room
+    (until a deck runs out; then it is reshuffled - with the default cell
+    sizes it does not run out).
     """
 
     def __init__(self, sources: tuple[str, ...], rng: np.random.Generator,
@@ -255,12 +254,14 @@ class DemoScene:
 
         floor_deck = _Deck(_FLOOR_SOURCES, rng)
         general_deck = _Deck(_GENERAL_SOURCES, rng, min_corners=_MIN_REGION_CORNERS)
-        textures = [
-            np.full((2, 2, 3), 128, np.uint8) if kind == "hidden" else
-            _mosaic_texture(f.size_u, f.size_v, floor_deck if kind in ("floor", "ceiling") else general_deck,
-                            rng, self.texture_ppm, _CELL_M[kind])
-            for f, kind in zip(faces, kinds)
-        ]
+        textures = []
+        for f, kind in zip(faces, kinds):
+            if kind == "hidden":  # box bottoms / tops touching the ceiling
+                textures.append(np.full((2, 2, 3), 128, np.uint8))
+                continue
+            deck = floor_deck if kind in ("floor", "ceiling") else general_deck
+            textures.append(_mosaic_texture(f.size_u, f.size_v, deck, rng, self.texture_ppm,
+                                            _CELL_M[kind]))
         self.deck_sizes = {"floor": len(floor_deck), "general": len(general_deck)}
         self.deck_draws = {"floor": floor_deck.draws, "general": general_deck.draws}
         self.textures = textures
@@ -500,7 +501,8 @@ def look_pose(position, yaw: float, pitch: float = 0.0, roll: float = 0.0) -> np
     """Camera-to-map pose (optical frame) at ``position`` looking along heading ``yaw``.
 
     yaw: radians, counter-clockwise from map +x; pitch: radians, positive looks up;
-    roll: radians about the viewing direction (positive = clockwise in the image).
+    roll: radians about the viewing direction (positive tilts the camera x axis
+    towards world down).
     """
     cp, sp = np.cos(pitch), np.sin(pitch)
     fwd = np.array([np.cos(yaw) * cp, np.sin(yaw) * cp, sp])
@@ -522,7 +524,7 @@ def camera_path(kind: str, n: int) -> list[np.ndarray]:
     kind ``"mapping"``: an ellipse (radii 1.3 m x 0.8 m) around the room centre,
     camera ~1.45 m high, looking outward at walls/boxes with yaw wobble of
     +-20 deg, pitch -4..-12 deg and a little roll.
-    kind ``"query"``: a different loop covering the same area: 0.3-0.6 m away
+    kind ``"query"``: a different loop covering the same area: ~0.3-0.5 m away
     from the mapping path, ~0.1 m lower, headings differing by up to ~20 deg
     from the mapping pose at the same phase, sampled at other phases.
     """

@@ -134,6 +134,7 @@ def _reconstruct(keyframes, feats, pairs, match, work: Path, image_dir: Path, ha
                  min_pair_inliers: int, epipolar_max_error_px: float, progress: bool):
     import pycolmap
 
+    pycolmap.logging.minloglevel = 1 if not progress else 0  # glog: 0 INFO, 1 WARNING
     db_path = work / "database.db"
     cameras: dict[Camera, int] = {}
     rec = pycolmap.Reconstruction()

@@ -1,0 +1,75 @@
+import cv2
+import numpy as np
+import pytest
+
+from featloc_ros.geometry import Camera
+from featloc_ros.geometry.transforms import pose_errors
+from featloc_ros.localization import InvalidInputError, Localizer
+
+
+@pytest.fixture(scope="module")
+def localizer(demo_small):
+    return Localizer.from_map_dir(demo_small["map_dir"])
+
+
+def test_localizes_demo_queries(localizer, demo_small):
+    errors = []
+    for image, cam, T_gt in demo_small["queries"]:
+        r = localizer.localize(image, cam, timestamp=0.0)
+        if r.ok:
+            errors.append(pose_errors(r.T_map_cam, T_gt))
+            assert r.covariance.shape == (6, 6) and np.all(np.linalg.eigvalsh(r.covariance) > 0)
+            assert set(r.timings) >= {"extract", "retrieve", "match", "pnp", "total"}
+            assert r.num_inliers >= localizer.conf["min_inliers"] and r.keyframes
+    assert len(errors) >= 5, f"only {len(errors)} of 6 queries localized"
+    pos, rot = np.array(errors).T
+    assert np.median(pos) < 0.05 and np.median(rot) < 1.0
+
+
+def test_covariance_is_consistent_with_errors(localizer, demo_small):
+    """Normalised errors: the position error should rarely exceed ~6 predicted standard deviations."""
+    worst = []
+    for image, cam, T_gt in demo_small["queries"]:
+        r = localizer.localize(image, cam, timestamp=0.0)
+        if r.ok:
+            d = r.T_map_cam[:3, 3] - T_gt[:3, 3]
+            worst.append(float(np.sqrt(d @ np.linalg.solve(r.covariance[:3, :3], d))))
+    assert worst and np.median(worst) < 6.0, worst
+
+
+def test_tracking_adds_nearby_keyframes(demo_small):
+    loc = Localizer(demo_small["map"], {"num_retrieved": 1, "num_tracking_candidates": 3})
+    image, cam, T_gt = demo_small["queries"][2]
+    assert loc.localize(image, cam, timestamp=10.0).ok
+    feats = loc.extractor(image)
+    nearest = int(np.argmin(np.linalg.norm(loc.map.T_map_cam[:, :3, 3] - T_gt[:3, 3], axis=1)))
+    tracked = loc.candidates(feats, now=11.0)
+    assert len(tracked) >= 3 and nearest in tracked
+    assert len(loc.candidates(feats, now=100.0)) == 1  # tracking timed out: retrieval only
+
+
+def test_unrelated_images_are_lost_not_wrong(localizer, demo_small):
+    from skimage import data
+
+    cam = demo_small["camera"]
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (cam.height, cam.width, 3), dtype=np.uint8)
+    other = cv2.resize(data.coffee(), (cam.width, cam.height))
+    black = np.zeros((cam.height, cam.width, 3), np.uint8)
+    for img in (noise, other, black):
+        r = localizer.localize(img, cam, timestamp=0.0)
+        assert r.status == "lost" and r.reason and r.T_map_cam is None or not r.ok
+
+
+def test_invalid_input(localizer, demo_small):
+    image, cam, _ = demo_small["queries"][0]
+    other = Camera("PINHOLE", 640, 480, (300, 300, 320, 240))
+    with pytest.raises(InvalidInputError, match="320x240 but the camera model is 640x480"):
+        localizer.localize(image, other)
+    with pytest.raises(InvalidInputError, match="uint8"):
+        localizer.localize(image.astype(np.float32), cam)
+
+
+def test_unknown_conf_key(demo_small):
+    with pytest.raises(ValueError, match="unknown configuration keys"):
+        Localizer(demo_small["map"], {"min_inlier": 3})
