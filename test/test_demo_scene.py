@@ -13,11 +13,10 @@ from featloc_ros.demo.make_bags import (
     TOPIC_TF_STATIC,
     base_pose_from_camera,
     demo_typestore,
-    matrix_from_quat,
-    quat_from_matrix,
     write_demo_bag,
 )
 from featloc_ros.demo.scene import DemoScene, camera_path, demo_intrinsics, look_pose
+from featloc_ros.geometry.transforms import matrix_from_quaternion, quaternion_from_matrix
 
 W, H = 320, 240
 
@@ -187,15 +186,15 @@ def test_quaternion_roundtrip():
     for _ in range(50):
         q = rng.normal(size=4)
         q /= np.linalg.norm(q)
-        R = matrix_from_quat(q)
-        q2 = quat_from_matrix(R)
-        assert np.allclose(matrix_from_quat(q2), R, atol=1e-12)
+        R = matrix_from_quaternion(q)
+        q2 = quaternion_from_matrix(R)
+        assert np.allclose(matrix_from_quaternion(q2), R, atol=1e-12)
         assert np.allclose(np.abs(q2 @ q), 1.0, atol=1e-12)
 
 
 def _T_from_msg(translation, rotation):
     T = np.eye(4)
-    T[:3, :3] = matrix_from_quat([rotation.x, rotation.y, rotation.z, rotation.w])
+    T[:3, :3] = matrix_from_quaternion([rotation.x, rotation.y, rotation.z, rotation.w])
     T[:3, 3] = [translation.x, translation.y, translation.z]
     return T
 

@@ -41,6 +41,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from featloc_ros.demo.scene import DemoScene, camera_path, demo_intrinsics
+from featloc_ros.geometry.transforms import invert_transform, quaternion_from_matrix
 
 __all__ = [
     "MAP_FRAME",
@@ -54,8 +55,6 @@ __all__ = [
     "TOPIC_TF_STATIC",
     "TOPIC_POSE_GT",
     "demo_typestore",
-    "quat_from_matrix",
-    "matrix_from_quat",
     "base_pose_from_camera",
     "write_demo_bag",
     "write_demo_bags",
@@ -100,51 +99,9 @@ def demo_typestore():
     return get_typestore(Stores.LATEST)
 
 
-# ---------------------------------------------------------------- rotations
-def quat_from_matrix(R: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x, y, z, w), w >= 0, of a 3x3 rotation matrix."""
-    R = np.asarray(R, np.float64)
-    tr = np.trace(R)
-    if tr > 0.0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = np.array([(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s,
-                      (R[1, 0] - R[0, 1]) / s, 0.25 * s])
-    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
-        q = np.array([0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s,
-                      (R[2, 1] - R[1, 2]) / s])
-    elif R[1, 1] > R[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2])
-        q = np.array([(R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s,
-                      (R[0, 2] - R[2, 0]) / s])
-    else:
-        s = 2.0 * np.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
-        q = np.array([(R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s,
-                      (R[1, 0] - R[0, 1]) / s])
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
-
-
-def matrix_from_quat(q) -> np.ndarray:
-    """3x3 rotation matrix of a quaternion (x, y, z, w)."""
-    x, y, z, w = np.asarray(q, np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def _inv(T: np.ndarray) -> np.ndarray:
-    Ti = np.eye(4)
-    Ti[:3, :3] = T[:3, :3].T
-    Ti[:3, 3] = -T[:3, :3].T @ T[:3, 3]
-    return Ti
-
-
 def base_pose_from_camera(T_map_cam: np.ndarray) -> np.ndarray:
     """map -> base_link such that map -> base_link -> camera_optical_frame == T_map_cam."""
-    return np.asarray(T_map_cam, np.float64) @ _inv(T_BASE_CAM)
+    return np.asarray(T_map_cam, np.float64) @ invert_transform(T_BASE_CAM)
 
 
 # ---------------------------------------------------------------- messages
@@ -173,7 +130,7 @@ class _Msgs:
                            frame_id=frame_id)
 
     def quat(self, R):
-        x, y, z, w = quat_from_matrix(R)
+        x, y, z, w = quaternion_from_matrix(R)
         return self.Quaternion(x=float(x), y=float(y), z=float(z), w=float(w))
 
     def transform(self, stamp_ns: int, parent: str, child: str, T: np.ndarray):
