@@ -3,8 +3,7 @@ import shutil
 import numpy as np
 import pytest
 
-from featloc_ros.geometry.transforms import transform_from_pose
-from featloc_ros.mapping.bag_reader import BagCameraStream, BagError, open_reader, stamp_to_ns
+from featloc_ros.mapping.bag_reader import BagCameraStream, BagError, read_pose_topic
 from featloc_ros.mapping.cli import main as build_map_cli
 
 from conftest import shared_dataset
@@ -13,23 +12,9 @@ FOX_IMAGE = "/camera/image_raw/compressed"
 FOX_INFO = "/camera/camera_info"
 
 
-def _pose_gt(bag):
-    out = {}
-    r = open_reader(bag)  # already open; closed below
-    try:
-        conns = [c for c in r.connections if c.topic == "/camera/pose_gt"]
-        for c, _t, raw in r.messages(connections=conns):
-            m = r.deserialize(raw, c.msgtype)
-            p, q = m.pose.position, m.pose.orientation
-            out[stamp_to_ns(m.header.stamp)] = transform_from_pose([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
-    finally:
-        r.close()
-    return out
-
-
 def test_foreign_fox_bag_tf_poses_and_images():
     bag = shared_dataset("rosbag2_fox") / "fox_db3"
-    gt = _pose_gt(bag)
+    gt = read_pose_topic(bag, "/camera/pose_gt")
     with BagCameraStream(bag, FOX_IMAGE, FOX_INFO, pose_source="tf") as s:
         assert s.num_images == 50
         recs = list(s.records())

@@ -196,3 +196,20 @@ class BagCameraStream:
             else:
                 decode = (lambda m=msg: decode_raw_image(m.encoding, m.width, m.height, m.step, m.data, m.is_bigendian))
             yield ImageRecord(index, stamp, frame, camera, self.pose_at(stamp, frame) if frame else None, decode)
+
+
+def read_pose_topic(bag: str | Path, topic: str) -> dict[int, np.ndarray]:
+    """{stamp_ns: 4x4 pose} from a PoseStamped / PoseWithCovarianceStamped / Odometry topic."""
+    reader = open_reader(bag)
+    try:
+        conns = [c for c in reader.connections if c.topic == topic]
+        if not conns:
+            raise BagError(f"{bag}: pose topic {topic!r} is not in the bag")
+        out = {}
+        for conn, _t, raw in reader.messages(connections=conns):
+            msg = reader.deserialize(raw, conn.msgtype)
+            pose = msg.pose.pose if hasattr(msg.pose, "pose") else msg.pose
+            out[stamp_to_ns(msg.header.stamp)] = _pose_matrix(pose)
+        return out
+    finally:
+        reader.close()

@@ -1,0 +1,51 @@
+"""Shared output helpers for benchmark scripts: JSON + markdown table in benchmarks/results/."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def environment() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_commit": commit,
+            "python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    def fmt(v):
+        if v is None:
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(name: str, data: dict, markdown: str) -> tuple[Path, Path]:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    data = {"environment": environment(), **data}
+    jpath, mpath = RESULTS_DIR / f"{name}.json", RESULTS_DIR / f"{name}.md"
+    jpath.write_text(json.dumps(data, indent=2, default=float))
+    mpath.write_text(markdown.rstrip() + f"\n\n_{data['environment']['date_utc']}, commit "
+                                         f"{data['environment']['git_commit']}, {data['environment']['cpu_count']} "
+                                         f"CPUs, Python {data['environment']['python']}_\n")
+    return jpath, mpath
