@@ -1,14 +1,16 @@
 # featloc_ros developer Makefile.
 #   make setup            create/refresh the venv (idempotent; fast no-op when up to date)
 #   make setup VENV=/tmp/v  same, into another venv
-# The lead adds further targets (bench, ...).
+#   make test             run the test suite (what .ci/run calls)
+#   make demo             render a scene, build a map from a bag, replay it through the ROS 2 node
+#   make bench            regenerate benchmarks/results/
 
 PYTHON ?= python3
 VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.featloc_setup.stamp
 
-.PHONY: setup test demo
+.PHONY: setup test demo bench
 
 setup: $(STAMP)
 
@@ -25,7 +27,10 @@ $(STAMP): requirements.txt featloc_ros/tools/build_tf2_msgs.py $(wildcard setup.
 	touch $@
 
 test: setup
-	$(VPY) -m pytest -q test
+	$(VPY) -m pytest -q -ra test
+
+bench: setup
+	cd benchmarks && $(abspath $(VPY)) fox_localization.py
 
 demo: setup
 	$(VPY) -m featloc_ros.demo.run_demo
