@@ -54,12 +54,20 @@ def test_camera_info_sync_pairs_closest_stamp_within_slop():
     frames = s.add_info(1_000_000_000, "info1")
     assert [(f.image, f.info) for f in frames] == [("img1", "info1")]
     s.add_info(1_200_000_000, "info2")
-    frames = s.add_image(1_210_000_000, "img2", 0.0)  # 10 ms from info2: paired at once
+    frames = s.add_image(1_200_000_000, "img2", 0.0)  # same stamp: paired at once
     assert [(f.image, f.info) for f in frames] == [("img2", "info2")]
+    assert s.add_image(1_310_000_000, "img2b", 0.0) == []  # newer than every CameraInfo: wait for a closer one
+    frames = s.add_info(1_400_000_000, "info3")  # 90 ms (and 110 ms to info2): both beyond the slop
+    assert frames == [] and s.unpaired == 1
+    frames = s.add_image(1_390_000_000, "img2c", 0.0)  # 10 ms before info3: paired at once
+    assert [(f.image, f.info) for f in frames] == [("img2c", "info3")] and s.unpaired == 1
     assert s.add_image(1_100_000_000, "img3", 0.0) == []  # 100 ms from every CameraInfo
-    assert s.unpaired == 1
+    assert s.unpaired == 2
     assert s.add_image(1_500_000_000, "img4", 0.0) == []
-    assert s.add_info(1_600_000_000, "info4") == [] and s.unpaired == 2  # 100 ms > slop
+    assert s.add_info(1_600_000_000, "info4") == [] and s.unpaired == 3  # 100 ms > slop
+    assert s.add_image(1_650_000_000, "img5", 0.0) == []
+    frames = s.add_info(1_700_000_000, "info5")  # 50 ms from both: the closest (first found) within slop
+    assert len(frames) == 1 and frames[0].image == "img5"
     latest = CameraInfoSync(slop_ns=-1)
     latest.add_info(5, "i")
     assert latest.add_image(10**12, "x", 0.0)[0].info == "i"
