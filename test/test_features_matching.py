@@ -38,7 +38,7 @@ def test_registry_extractors_output_contract(name):
 
 
 def test_registry_errors():
-    with pytest.raises(KeyError, match="unknown feature configuration"):
+    with pytest.raises(KeyError, match="unknown feature extractor configuration"):
         create_extractor("nope")
     with pytest.raises(ValueError, match="unknown configuration keys"):
         create_extractor({"name": "sift", "max_keypionts": 5})

@@ -158,8 +158,8 @@ def test_replay_raw_bag_localizes_query_frames(tiny_world):
           f"last latency {diag['last_latency_ms']} ms, {time.monotonic() - t0:.1f} s")
 
 
-def test_replay_compressed_bag_fast_drops_but_localizes(tiny_world):
-    """JPEG transport at 3x speed (15 Hz): frames may be dropped (latest wins), the rest localize."""
+def test_replay_compressed_bag(tiny_world):
+    """JPEG transport at 3x speed (15 Hz): frames may be dropped (latest wins), the processed ones localize."""
     result = replay_bag_through_node(tiny_world["map"], tiny_world["bag_jpeg"], "/camera/image_raw/compressed",
                                      "/camera/camera_info", image_transport="compressed",
                                      params={"localizer.ransac_max_error_px": 8, "path_max_length": 3},
@@ -192,7 +192,8 @@ def test_bad_input_is_reported_and_survived(tiny_world):
 
     domain = random_domain_id()
     params = {"map_path": str(tiny_world["map"]), "image_topic": "/test_cam/image",
-              "camera_info_topic": "/test_cam/info", "publish_tf": True, "tf_child_frame": "loc_cam"}
+              "camera_info_topic": "/test_cam/info", "publish_tf": True, "tf_child_frame": "loc_cam",
+              "qos_depth": 20}
     K = tiny_world["K"]
     rgb, T_probe = tiny_world["probe"]
 
@@ -268,6 +269,21 @@ def test_bad_input_is_reported_and_survived(tiny_world):
             assert got["points"][0].width == tiny_world["num_points"] and got["points"][0].header.frame_id == "map"
             assert len(got["markers"][0].markers) == tiny_world["num_keyframes"] + 1
             assert len(got["path"][-1].poses) == 1
+
+            # a burst faster than localization: the mailbox keeps only the latest frame
+            burst = []
+            for _ in range(8):
+                stamp += 10_000_000
+                burst.append(stamp)
+                img_pub.publish(conv.rgb_to_image_msg(rgb, stamp, "cam"))
+                info_pub.publish(info(stamp))
+            d = _wait_diag(rec, lambda d: d["values"]["frames_pending"] == "0"
+                           and d["values"]["last_stamp"] == f"{burst[-1] * 1e-9:.6f}")
+            v = {k: int(v) for k, v in d["values"].items() if k.startswith("frames_")}
+            assert v["frames_received"] == 13 and v["frames_processed"] + v["frames_dropped"] == 13, v
+            assert v["frames_dropped"] >= 1, v
+            assert rec.wait_for(lambda r: r.poses[-1][0] == burst[-1], 5)
+            print(f"burst of 8 frames: {v['frames_dropped']} dropped, {v['frames_processed'] - 5} processed")
             assert node.alive()
         finally:
             rc = node.stop()

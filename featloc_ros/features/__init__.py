@@ -6,6 +6,7 @@ Later extractors register here and become usable by map building, the localizer 
 
 from __future__ import annotations
 
+from ..configuration import instantiate
 from .base import Extractor, Features
 from .sift import SIFT
 
@@ -18,23 +19,8 @@ confs: dict[str, dict] = {
 }
 
 
-def resolve_conf(conf: str | dict, registry: dict[str, dict], kind: str) -> dict:
-    """Turn a registry name or a dict into a full configuration dict with a ``name`` key."""
-    if isinstance(conf, str):
-        if conf not in registry:
-            raise KeyError(f"unknown {kind} configuration {conf!r}; known: {sorted(registry)}")
-        return dict(registry[conf])
-    if not isinstance(conf, dict) or "name" not in conf:
-        raise ValueError(f"{kind} configuration must be a registry name or a dict with a 'name'")
-    return dict(conf)
-
-
 def create_extractor(conf: str | dict) -> Extractor:
-    conf = resolve_conf(conf, confs, "feature")
-    name = conf.pop("name")
-    if name not in EXTRACTORS:
-        raise KeyError(f"unknown extractor {name!r}; known: {sorted(EXTRACTORS)}")
-    return EXTRACTORS[name](conf)
+    return instantiate(conf, confs, EXTRACTORS, "feature extractor")
 
 
-__all__ = ["Extractor", "Features", "confs", "create_extractor", "resolve_conf", "EXTRACTORS"]
+__all__ = ["Extractor", "Features", "confs", "create_extractor", "EXTRACTORS"]

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..configuration import Configurable
+
 
 @dataclass
 class Features:
@@ -29,22 +31,11 @@ class Features:
         return Features(self.keypoints[idx], self.scores[idx], self.descriptors[idx], self.image_size)
 
 
-class Extractor:
+class Extractor(Configurable):
     """Base class: subclasses set ``default_conf`` and implement ``_extract(gray or rgb) -> Features``.
 
-    ``conf`` overrides ``default_conf`` key by key; unknown keys are rejected so typos in config
-    files fail loudly.
+    ``conf`` overrides ``default_conf`` key by key; unknown keys are rejected.
     """
-
-    default_conf: dict = {}
-
-    def __init__(self, conf: dict | None = None):
-        conf = dict(conf or {})
-        conf.pop("name", None)
-        unknown = set(conf) - set(self.default_conf)
-        if unknown:
-            raise ValueError(f"{type(self).__name__}: unknown configuration keys {sorted(unknown)}")
-        self.conf = {**self.default_conf, **conf}
 
     def __call__(self, image: np.ndarray) -> Features:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):

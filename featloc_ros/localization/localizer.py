@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..configuration import merge_conf
 from ..features import Features, create_extractor
 from ..geometry.camera import Camera
 from ..geometry.transforms import invert_transform, make_transform
@@ -69,11 +70,7 @@ class Localizer:
     }
 
     def __init__(self, vmap: VisualMap, conf: dict | None = None):
-        conf = dict(conf or {})
-        unknown = set(conf) - set(self.default_conf)
-        if unknown:
-            raise ValueError(f"Localizer: unknown configuration keys {sorted(unknown)}")
-        self.conf = {**self.default_conf, **conf}
+        self.conf = merge_conf(self.default_conf, conf, "Localizer")
         self.map = vmap
         self.extractor = create_extractor(self.conf["features"] or vmap.manifest["features"])
         self.matcher = create_matcher(self.conf["matcher"] or vmap.manifest["matcher"])

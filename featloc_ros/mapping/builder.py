@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 from .. import __version__
-from ..features import Features, create_extractor, resolve_conf
+from ..configuration import resolve_conf
+from ..features import Features, create_extractor
 from ..features import confs as feature_confs
 from ..geometry.camera import Camera
 from ..geometry.transforms import invert_transform, make_transform

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..features import resolve_conf
+from ..configuration import instantiate
 from .base import Matcher, Matches
 from .nearest_neighbor import NearestNeighbor, nearest_neighbor_match
 
@@ -15,11 +15,7 @@ confs: dict[str, dict] = {
 
 
 def create_matcher(conf: str | dict) -> Matcher:
-    conf = resolve_conf(conf, confs, "matcher")
-    name = conf.pop("name")
-    if name not in MATCHERS:
-        raise KeyError(f"unknown matcher {name!r}; known: {sorted(MATCHERS)}")
-    return MATCHERS[name](conf)
+    return instantiate(conf, confs, MATCHERS, "matcher")
 
 
 __all__ = ["Matcher", "Matches", "confs", "create_matcher", "nearest_neighbor_match", "MATCHERS"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..configuration import Configurable
 from ..features.base import Features
 
 
@@ -24,16 +25,8 @@ class Matches:
         return Matches(np.zeros((0, 2), np.int64), np.zeros(0, np.float32))
 
 
-class Matcher:
-    default_conf: dict = {}
-
-    def __init__(self, conf: dict | None = None):
-        conf = dict(conf or {})
-        conf.pop("name", None)
-        unknown = set(conf) - set(self.default_conf)
-        if unknown:
-            raise ValueError(f"{type(self).__name__}: unknown configuration keys {sorted(unknown)}")
-        self.conf = {**self.default_conf, **conf}
+class Matcher(Configurable):
+    """Base class: subclasses set ``default_conf`` and implement ``_match(feats0, feats1) -> Matches``."""
 
     def __call__(self, feats0: Features, feats1: Features) -> Matches:
         if len(feats0) == 0 or len(feats1) == 0:
