@@ -6,9 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("rclpy", reason="rclpy is not importable: the ROS 2 conversion tests need the ROS 2 Python "
-                                    "message packages (make setup, or source a ROS 2 installation)")
-pytest.importorskip("sensor_msgs.msg", reason="sensor_msgs is not importable")
+try:  # ImportError too: rclpy is often present but unloadable when ROS 2 is not sourced
+    import rclpy  # noqa: F401
+    import sensor_msgs.msg  # noqa: F401
+    import visualization_msgs.msg  # noqa: F401
+except ImportError as _e:
+    pytest.skip(f"rclpy / ROS 2 messages cannot be imported ({_e}): the ROS conversion tests need them "
+                "(make setup, or source a ROS 2 installation)", allow_module_level=True)
 
 from scipy.spatial.transform import Rotation  # noqa: E402
 
@@ -28,7 +32,7 @@ def camera_info(width=320, height=240, fx=200.0, fy=201.0, cx=160.0, cy=120.0, d
                 model="plumb_bob", stamp_ns=0):
     from sensor_msgs.msg import CameraInfo
 
-    return CameraInfo(header=conv._header(stamp_ns, "cam"), width=width, height=height, distortion_model=model,
+    return CameraInfo(header=conv.make_header(stamp_ns, "cam"), width=width, height=height, distortion_model=model,
                       d=list(d), k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0])
 
 

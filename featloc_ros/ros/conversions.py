@@ -22,6 +22,7 @@ __all__ = [
     "stamp_to_ns",
     "stamp_to_sec",
     "ns_to_stamp",
+    "make_header",
     "pose_to_matrix",
     "matrix_to_pose",
     "transform_to_matrix",
@@ -129,7 +130,7 @@ def covariance_from_msg(values) -> np.ndarray:
     return c.reshape(6, 6).copy()
 
 
-def _header(stamp_ns: int, frame_id: str):
+def make_header(stamp_ns: int, frame_id: str):
     from std_msgs.msg import Header
 
     return Header(stamp=ns_to_stamp(stamp_ns), frame_id=str(frame_id))
@@ -140,7 +141,7 @@ def pose_with_covariance_stamped(T, cov, stamp_ns: int, frame_id: str):
     from geometry_msgs.msg import PoseWithCovariance, PoseWithCovarianceStamped
 
     return PoseWithCovarianceStamped(
-        header=_header(stamp_ns, frame_id),
+        header=make_header(stamp_ns, frame_id),
         pose=PoseWithCovariance(pose=matrix_to_pose(T), covariance=covariance_to_msg(cov)))
 
 
@@ -153,14 +154,14 @@ def pose_with_covariance_from_msg(msg) -> tuple[int, np.ndarray, np.ndarray]:
 def pose_stamped(T, stamp_ns: int, frame_id: str):
     from geometry_msgs.msg import PoseStamped
 
-    return PoseStamped(header=_header(stamp_ns, frame_id), pose=matrix_to_pose(T))
+    return PoseStamped(header=make_header(stamp_ns, frame_id), pose=matrix_to_pose(T))
 
 
 def transform_stamped(T, stamp_ns: int, parent_frame: str, child_frame: str):
     """geometry_msgs/msg/TransformStamped parent -> child (``T`` = pose of child in parent)."""
     from geometry_msgs.msg import TransformStamped
 
-    return TransformStamped(header=_header(stamp_ns, parent_frame), child_frame_id=str(child_frame),
+    return TransformStamped(header=make_header(stamp_ns, parent_frame), child_frame_id=str(child_frame),
                             transform=matrix_to_transform(T))
 
 
@@ -222,7 +223,7 @@ def rgb_to_image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str, encoding: st
     data = np.ascontiguousarray(data, dtype=np.uint8)
     h, w = data.shape[:2]
     channels = 1 if data.ndim == 2 else data.shape[2]
-    return Image(header=_header(stamp_ns, frame_id), height=h, width=w, encoding=encoding, is_bigendian=0,
+    return Image(header=make_header(stamp_ns, frame_id), height=h, width=w, encoding=encoding, is_bigendian=0,
                  step=w * channels, data=data.tobytes())
 
 
@@ -248,7 +249,7 @@ def point_cloud2_xyzrgb(xyz, colors, frame_id: str, stamp_ns: int = 0):
     rec["rgb"] = (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]
     fields = [PointField(name=name, offset=off, datatype=PointField.FLOAT32, count=1)
               for name, off in (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))]
-    return PointCloud2(header=_header(stamp_ns, frame_id), height=1, width=n, fields=fields, is_bigendian=False,
+    return PointCloud2(header=make_header(stamp_ns, frame_id), height=1, width=n, fields=fields, is_bigendian=False,
                        point_step=16, row_step=16 * n, data=rec.tobytes(), is_dense=True)
 
 
@@ -287,7 +288,7 @@ def keyframe_markers(poses, frame_id: str, stamp_ns: int = 0, ns: str = "featloc
     from geometry_msgs.msg import Vector3
     from visualization_msgs.msg import Marker, MarkerArray
 
-    header = _header(stamp_ns, frame_id)
+    header = make_header(stamp_ns, frame_id)
     markers = [Marker(header=header, ns=ns, id=0, action=Marker.DELETEALL)]
     shaft = float(length)
     for k, T in enumerate(np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)):

@@ -264,6 +264,7 @@ class LocalizerNode(Node):
         self._setup_tf()
         self._publish_map()
 
+        self._unpaired_logged = 0
         self._sync = CameraInfoSync(int(round(p["sync_slop_s"] * 1e9)) if p["sync_slop_s"] >= 0 else -1)
         self._mailbox = LatestFrameMailbox()
         self._stop = threading.Event()
@@ -278,6 +279,7 @@ class LocalizerNode(Node):
         self._info_sub = self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info,
                                                   image_qos, **events)
         self._diag_timer = self._create_wall_timer(1.0, self._publish_diagnostics)
+        self._publish_diagnostics()  # at once: tells tools the node is up
         self.get_logger().info(
             f"localizing {p['image_transport']} images from {self._image_sub.topic_name} + "
             f"{self._info_sub.topic_name} ({p['image_qos']}, depth {p['qos_depth']}) in map {p['map_path']} "
@@ -338,7 +340,8 @@ class LocalizerNode(Node):
             raise ConfigError("parameter 'map_path' is required (the map directory written by featloc_build_map), "
                               "e.g. --ros-args -p map_path:=/path/to/map")
         if p["image_transport"] not in ("raw", "compressed"):
-            raise ConfigError(f"parameter 'image_transport' must be 'raw' or 'compressed', got {p['image_transport']!r}")
+            raise ConfigError(f"parameter 'image_transport' must be 'raw' or 'compressed', "
+                              f"got {p['image_transport']!r}")
         if p["image_qos"] not in ("reliable", "best_effort"):
             raise ConfigError(f"parameter 'image_qos' must be 'reliable' or 'best_effort', got {p['image_qos']!r}")
         if p["qos_depth"] < 1:
@@ -436,26 +439,26 @@ class LocalizerNode(Node):
             self._stats["frames_received"] += 1
             self._last_image_wall = now
         try:
-            stamp_ns = conv.stamp_to_ns(msg.header.stamp)
-            frames = self._sync.add_image(stamp_ns, msg, now)
+            self._dispatch(self._sync.add_image(conv.stamp_to_ns(msg.header.stamp), msg, now))
         except Exception as e:  # never let a message kill the node
-            self._log("error", "image_callback", f"dropping an image: {type(e).__name__}: {e}")
             with self._lock:
                 self._stats["frames_failed"] += 1
-            return
-        self._dispatch(frames)
+            self._log("error", "image_callback", f"dropping an image: {type(e).__name__}: {e}")
 
     def _on_camera_info(self, msg) -> None:
         with self._lock:
             self._stats["camera_infos_received"] += 1
         try:
-            frames = self._sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg)
+            self._dispatch(self._sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg))
         except Exception as e:
             self._log("error", "info_callback", f"dropping a CameraInfo: {type(e).__name__}: {e}")
-            return
-        self._dispatch(frames)
 
     def _dispatch(self, frames: list[Frame]) -> None:
+        if self._sync.unpaired != self._unpaired_logged:
+            self._unpaired_logged = self._sync.unpaired
+            self._log("warn", "unpaired", f"{self._sync.unpaired} image(s) so far without a CameraInfo on "
+                                          f"{self._info_sub.topic_name} within sync_slop_s {self.params['sync_slop_s']}"
+                                          " s of their stamp: dropped (check the topic or raise sync_slop_s)")
         for frame in frames:
             if self._mailbox.put(frame):
                 self._log("info", "dropped", "localization is slower than the image rate: dropping frames "
@@ -540,11 +543,26 @@ class LocalizerNode(Node):
             self._stats["frames_processed"] += 1
             self._stats["frames_" + outcome] += 1
             self._last = {"level": level, "message": message, "outcome": outcome,
-                          "stamp": frame.stamp_ns * 1e-9, "latency": latency, "values": values}
+                          "stamp": frame.stamp_ns * 1e-9, "latency": latency, "values": values,
+                          "wall": time.monotonic()}
 
     def _log(self, level: str, key: str, message: str) -> None:
-        if self._throttle(key):
-            getattr(self.get_logger(), level)(message)
+        """Throttled logging per ``key``; never raises (it runs in exception handlers).
+
+        One call site per severity: rclpy ties a call site to the severity of its first call.
+        """
+        if not self._throttle(key):
+            return
+        try:
+            logger = self.get_logger()
+            if level == "error":
+                logger.error(message)
+            elif level == "warn":
+                logger.warning(message)
+            else:
+                logger.info(message)
+        except Exception:
+            print(f"[{level.upper()}] [{NODE_NAME}]: {message}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics_status(self):
@@ -569,8 +587,14 @@ class LocalizerNode(Node):
                                  f"{p['sync_slop_s']} s of their stamp")
         else:
             level, message = 0, "waiting for the first localization result"
-        if last_image is not None and time.monotonic() - last_image > 5.0 and level == 0:
-            message += f" (no image for {time.monotonic() - last_image:.0f} s)"
+        now = time.monotonic()
+        if last and last_image is not None and stats["frames_pending"] == 0 and now - last["wall"] > 2.0 \
+                and last_image > last["wall"] + 0.5:
+            level = max(level, 1)
+            message = (f"images arrive but none was processed for {now - last['wall']:.0f} s "
+                       f"({stats['frames_unpaired']} without a CameraInfo within sync_slop_s so far); last: {message}")
+        elif last_image is not None and now - last_image > 5.0 and level == 0:
+            message += f" (no image for {now - last_image:.0f} s)"
         values = last.get("values", {})
 
         def fmt(v):
@@ -649,7 +673,16 @@ def main(args: list[str] | None = None) -> int:
         node = LocalizerNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while True:
+            try:
+                executor.spin()
+                break
+            except (KeyboardInterrupt, ExternalShutdownException):
+                raise
+            except Exception:  # a bug in a callback must not take the node down
+                if not rclpy.ok():
+                    break
+                logger.error(f"unexpected error in a callback (continuing):\n{traceback.format_exc()}")
     except ConfigError as e:
         logger.fatal(str(e))
         code = EXIT_CONFIG_ERROR
