@@ -31,6 +31,7 @@ test: setup
 
 bench: setup
 	cd benchmarks && $(abspath $(VPY)) fox_localization.py
+	cd benchmarks && $(abspath $(VPY)) demo_localization.py
 
 demo: setup
 	$(VPY) -m featloc_ros.demo.run_demo

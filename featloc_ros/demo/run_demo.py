@@ -84,6 +84,12 @@ def plot(path: Path, vmap: VisualMap, gt: dict[int, np.ndarray], estimates: dict
 
 
 def main(argv=None) -> int:
+    run(argv)
+    return 0
+
+
+def run(argv=None) -> dict:
+    """Run the demo; returns the results dict that is also written to OUT/demo_results.json."""
     p = argparse.ArgumentParser(prog="featloc_demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo_output", help="working directory for bags, map, plot and results")
@@ -109,7 +115,7 @@ def main(argv=None) -> int:
     map_s = time.perf_counter() - t_map
     print(f"      {vmap.num_keyframes} keyframes, {vmap.num_points} points in {map_s:.1f} s")
 
-    results = {"map": {"keyframes": vmap.num_keyframes, "points": vmap.num_points, "build_s": map_s,
+    results = {"settings": vars(args), "map": {"keyframes": vmap.num_keyframes, "points": vmap.num_points, "build_s": map_s,
                        "features": args.features}, "passes": {}}
     estimates = {}
     gt_day = None
@@ -131,7 +137,10 @@ def main(argv=None) -> int:
             print(f"[3/4] {name}: bag player -> featloc_localizer node -> recorder (rate {args.rate})")
             replay = replay_through_node(out / "map", bag, args.rate)
             poses = {stamp: T for stamp, T, _cov in replay["poses"]}
-            node = {"diagnostics": replay.get("last_diagnostics", {}), "returncode": replay.get("node_returncode")}
+            diag = replay.get("last_diagnostics", {})
+            node = {"diagnostics": diag, "returncode": replay.get("node_returncode"),
+                    "frames_received": int(diag.get("frames_received", 0)),
+                    "frames_dropped": int(diag.get("frames_dropped", 0))}
         summary = evaluate_pass(poses, gt)
         summary["latency"] = in_process_latency(vmap, bag)
         summary["node"] = node
@@ -141,7 +150,7 @@ def main(argv=None) -> int:
     plot(out / "trajectory.png", vmap, gt_day, estimates)
     (out / "demo_results.json").write_text(json.dumps(results, indent=2, default=float))
     print("[4/4] results (position errors in metres, rotation in degrees)")
-    header = f"{'pass':<12}{'localized':>10}{'<0.25m,2°':>11}{'<0.5m,5°':>10}{'<5m,10°':>9}{'med. pos':>10}" \
+    header = f"{'pass':<12}{'dropped':>8}{'localized':>10}{'<0.25m,2°':>11}{'<0.5m,5°':>10}{'<5m,10°':>9}{'med. pos':>10}" \
              f"{'med. rot':>10}{'latency ms (median/p90)':>26}"
     print(header)
     for name, s in results["passes"].items():
@@ -149,11 +158,13 @@ def main(argv=None) -> int:
         lat = s["latency"]["total"]
         mp = f"{s['median_position_error']:.3f}" if s["median_position_error"] is not None else "-"
         mr = f"{s['median_rotation_error_deg']:.2f}" if s["median_rotation_error_deg"] is not None else "-"
-        print(f"{name:<12}{s['num_localized']:>5}/{s['num_frames']:<4}{rec[0]:>11.0%}{rec[1]:>10.0%}{rec[2]:>9.0%}"
+        dropped = s["node"].get("frames_dropped", "-")
+        print(f"{name:<12}{dropped:>8}{s['num_localized']:>5}/{s['num_frames']:<4}{rec[0]:>11.0%}{rec[1]:>10.0%}{rec[2]:>9.0%}"
               f"{mp:>10}{mr:>10}{lat['median_ms']:>14.0f} / {lat['p90_ms']:.0f}")
     print(f"trajectory plot: {out / 'trajectory.png'}; numbers: {out / 'demo_results.json'}; "
           f"total {time.perf_counter() - t0:.0f} s")
-    return 0
+    print("recall counts frames dropped by the node (latest frame wins) as not localized")
+    return results
 
 
 if __name__ == "__main__":
