@@ -15,7 +15,7 @@ import numpy as np
 
 from ..geometry.camera import Camera
 from ..geometry.image_codec import decode_compressed_image, decode_raw_image
-from ..geometry.transforms import transform_from_pose
+from ..geometry.message_fields import pose_to_matrix, stamp_to_ns, transform_to_matrix
 from .transform_buffer import TransformBuffer, TransformLookupError
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -25,20 +25,6 @@ POSE_TOPIC_FRAME = "__featloc_pose_topic_body__"
 
 class BagError(ValueError):
     """A bag that cannot be used as asked; the message names the bag and the problem."""
-
-
-def stamp_to_ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def _tf_matrix(transform) -> np.ndarray:
-    t, q = transform.translation, transform.rotation
-    return transform_from_pose([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
-
-
-def _pose_matrix(pose) -> np.ndarray:
-    p, q = pose.position, pose.orientation
-    return transform_from_pose([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
 
 
 @dataclass
@@ -149,7 +135,7 @@ class BagCameraStream:
         for conn, msg in (self._messages(tf_conns) if tf_conns else ()):
             static = conn.topic == "/tf_static"
             for tr in msg.transforms:
-                self.tf.add(tr.header.frame_id, tr.child_frame_id, stamp_to_ns(tr.header.stamp), _tf_matrix(tr.transform),
+                self.tf.add(tr.header.frame_id, tr.child_frame_id, stamp_to_ns(tr.header.stamp), transform_to_matrix(tr.transform),
                             static=static)
         if self.pose_source == "topic":
             for _c, msg in self._messages(self._connections(self.pose_topic, POSE_TYPES, "pose")):
@@ -159,7 +145,7 @@ class BagCameraStream:
                     raise BagError(f"{self.bag}: pose topic {self.pose_topic!r} is in frame {frame!r}, expected {self.map_frame!r}")
                 if self.pose_body_frame is None and getattr(msg, "child_frame_id", ""):
                     self.pose_body_frame = msg.child_frame_id  # Odometry: pose of child_frame_id
-                self.tf.add(self.map_frame, POSE_TOPIC_FRAME, stamp_to_ns(msg.header.stamp), _pose_matrix(pose))
+                self.tf.add(self.map_frame, POSE_TOPIC_FRAME, stamp_to_ns(msg.header.stamp), pose_to_matrix(pose))
 
     def camera_at(self, stamp_ns: int) -> Camera:
         if self.fixed_camera is not None:
@@ -209,7 +195,7 @@ def read_pose_topic(bag: str | Path, topic: str) -> dict[int, np.ndarray]:
         for conn, _t, raw in reader.messages(connections=conns):
             msg = reader.deserialize(raw, conn.msgtype)
             pose = msg.pose.pose if hasattr(msg.pose, "pose") else msg.pose
-            out[stamp_to_ns(msg.header.stamp)] = _pose_matrix(pose)
+            out[stamp_to_ns(msg.header.stamp)] = pose_to_matrix(pose)
         return out
     finally:
         reader.close()

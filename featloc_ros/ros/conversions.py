@@ -15,7 +15,8 @@ import numpy as np
 
 from ..geometry.camera import Camera, InvalidCameraError
 from ..geometry.image_codec import ImageDecodeError, decode_compressed_image, decode_raw_image
-from ..geometry.transforms import make_transform, quaternion_from_matrix, transform_from_pose
+from ..geometry.transforms import make_transform, quaternion_from_matrix
+from ..geometry.message_fields import NS_PER_S, pose_to_matrix, stamp_to_ns, transform_to_matrix  # noqa: F401 (re-exported)
 
 __all__ = [
     "NS_PER_S",
@@ -45,15 +46,10 @@ __all__ = [
     "InvalidCameraError",
 ]
 
-NS_PER_S = 1_000_000_000
+
 
 
 # ---------------------------------------------------------------------------- time
-def stamp_to_ns(stamp) -> int:
-    """builtin_interfaces/Time (anything with ``sec`` and ``nanosec``) -> integer nanoseconds."""
-    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
-
-
 def stamp_to_sec(stamp) -> float:
     return stamp_to_ns(stamp) / 1e9
 
@@ -70,18 +66,6 @@ def ns_to_stamp(ns: int):
 
 
 # ---------------------------------------------------------------------------- poses
-def pose_to_matrix(pose) -> np.ndarray:
-    """geometry_msgs/Pose -> 4x4 transform (raises ValueError on a zero / non-finite quaternion)."""
-    p, q = pose.position, pose.orientation
-    return transform_from_pose([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
-
-
-def transform_to_matrix(transform) -> np.ndarray:
-    """geometry_msgs/Transform -> 4x4 transform."""
-    t, q = transform.translation, transform.rotation
-    return transform_from_pose([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
-
-
 def _check_transform(T) -> np.ndarray:
     T = np.asarray(T, dtype=np.float64)
     if T.shape != (4, 4) or not np.all(np.isfinite(T)):
