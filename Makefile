@@ -4,13 +4,15 @@
 #   make test             run the test suite (what .ci/run calls)
 #   make demo             render a scene, build a map from a bag, replay it through the ROS 2 node
 #   make bench            regenerate benchmarks/results/
+#   make peers            create/refresh .venv-peers: the pretrained peer methods (XFeat, ALIKED, DISK,
+#                         LightGlue) for benchmarks/peers/, apart from the main venv (~6 GB, torch 2.14.1)
 
 PYTHON ?= python3
 VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.featloc_setup.stamp
 
-.PHONY: setup test demo bench
+.PHONY: setup test demo bench peers
 
 setup: $(STAMP)
 
@@ -35,3 +37,21 @@ bench: setup
 
 demo: setup
 	$(VPY) -m featloc_ros.demo.run_demo
+
+# Peer methods (benchmarks/peers/run_peer.py runs inside this venv; the main venv only talks to it through
+# benchmarks/peers/client.py). torch/torchvision first, pinned (from this machine's local wheel index), then
+# the peer packages and their real dependencies with --no-deps so that none of them can pull another torch.
+PEERS_VENV  ?= .venv-peers
+PEERS_PY    := $(PEERS_VENV)/bin/python
+PEERS_STAMP := $(PEERS_VENV)/.featloc_peers.stamp
+
+peers: $(PEERS_STAMP)
+
+$(PEERS_PY):
+	$(PYTHON) -m venv $(PEERS_VENV)
+
+$(PEERS_STAMP): requirements-peers.txt | $(PEERS_PY)
+	$(PEERS_PY) -m pip install --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+	$(PEERS_PY) -m pip install --disable-pip-version-check --no-deps -r requirements-peers.txt
+	$(PEERS_PY) benchmarks/peers/run_peer.py --check
+	touch $@

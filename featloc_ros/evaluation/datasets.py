@@ -45,3 +45,20 @@ def read_rgb(path: str | Path) -> np.ndarray:
     if img is None:
         raise FileNotFoundError(f"cannot read image {path}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+# slambook2 ch5/rgbd: TUM RGB-D frames; intrinsics from the book's joinMap.cpp (see SOURCE.txt).
+SLAMBOOK_CH5_INTRINSICS = (518.0, 519.0, 325.5, 253.5)
+
+
+def load_slambook_rgbd(root: str | Path) -> tuple[Camera, list[tuple[str, Path, np.ndarray]]]:
+    """slambook2 ch5/rgbd: color/1..5.png with camera-to-world poses (tx ty tz qx qy qz qw)."""
+    from ..geometry.transforms import transform_from_pose
+
+    root = Path(root)
+    poses = [list(map(float, line.split())) for line in (root / "pose.txt").read_text().splitlines() if line.strip()]
+    first = read_rgb(root / "color" / "1.png")
+    camera = Camera("PINHOLE", first.shape[1], first.shape[0], SLAMBOOK_CH5_INTRINSICS)
+    frames = [(f"{i + 1}.png", root / "color" / f"{i + 1}.png", transform_from_pose(p[:3], p[3:]))
+              for i, p in enumerate(poses)]
+    return camera, frames

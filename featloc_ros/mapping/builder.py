@@ -82,6 +82,10 @@ def build_map(keyframes: list[KeyframeInput], out_dir: str | Path, features: str
     if len(keyframes) < 2:
         raise MapBuildError(f"need at least 2 keyframes to build a map, got {len(keyframes)}")
     out_dir = Path(out_dir)
+    keyframes = [k if Path(k.name).suffix.lower() in (".jpg", ".jpeg", ".png")
+                 else KeyframeInput(k.name + ".jpg", k.image, k.camera, k.T_map_cam, k.stamp_ns) for k in keyframes]
+    if len({k.name for k in keyframes}) != len(keyframes):
+        raise MapBuildError("keyframe names must be unique")
     have_poses = all(k.T_map_cam is not None for k in keyframes)
     if not have_poses and any(k.T_map_cam is not None for k in keyframes):
         log.warning("only some keyframes have poses: dropping those without")
@@ -100,8 +104,8 @@ def build_map(keyframes: list[KeyframeInput], out_dir: str | Path, features: str
         image_dir = (out_dir / "images") if save_images else (work / "images")
         image_dir.mkdir(parents=True, exist_ok=True)
         for k in keyframes:
-            cv2.imwrite(str(image_dir / k.name), cv2.cvtColor(k.image, cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 90])
+            params = [cv2.IMWRITE_JPEG_QUALITY, 90] if Path(k.name).suffix.lower() in (".jpg", ".jpeg") else []
+            cv2.imwrite(str(image_dir / k.name), cv2.cvtColor(k.image, cv2.COLOR_RGB2BGR), params)
         rec = _reconstruct(keyframes, feats, pairs, match, work, image_dir, have_poses, min_pair_inliers,
                            epipolar_max_error_px, progress)
         sfm_dir = out_dir / "sfm"

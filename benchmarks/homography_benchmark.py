@@ -1,0 +1,130 @@
+"""Homography matching benchmark (HPatches protocol) for our pipeline and the peers, side by side.
+
+    python benchmarks/homography_benchmark.py [--quick] [--methods ...] [--max-keypoints 2048]
+
+Sets: Oxford graf (viewpoint), Sacre Coeur in-plane rotations 45..315 deg (imcui), and synthetic
+pairs from real photos that are not in the training corpus (openMVG Sceaux castle, SuperGlue
+phototourism samples): moderate homographies, rotation +-30 and +-180 deg, illumination changes,
+night. Metrics: MMA at 1..10 px, homography accuracy and AUC of the mean corner error at 1/3/5 px
+(OpenCV MAGSAC, 3 px), matches per pair. Writes results/homography[_quick].{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from common import RESULTS_DIR, markdown_table, write_results  # noqa: E402
+from methods import DEFAULT_METHODS, resolve_methods
+
+from featloc_ros.evaluation.datasets import shared_data_dir
+from featloc_ros.evaluation.homography import (
+    H_THRESHOLDS, SYNTHETIC_SETS, evaluate_pair, oxford_pairs, rotation_pairs, summarize_pairs, synthetic_pairs)
+
+SYNTHETIC_SOURCES = ("openmvg_sceaux_castle/images", "superglue_assets/phototourism_sample_images")
+
+
+def build_sets(quick: bool) -> tuple[dict, dict]:
+    data = shared_data_dir()
+    sets, missing = {}, {}
+    if (data / "oxford_graf").exists():
+        sets["graf"] = oxford_pairs(data / "oxford_graf")
+    else:
+        missing["graf"] = f"{data / 'oxford_graf'} not available"
+    rot, orig = data / "imcui_sacre_coeur_rot", data / "hloc_sacre_coeur" / "mapping"
+    if rot.exists() and orig.exists():
+        ids = sorted({p.stem.rsplit("_rot", 1)[0] for p in rot.glob("*_rot*.jpg")})
+        sets["rotation_sacre_coeur"] = rotation_pairs(rot, orig, max_side=640, ids=ids[:2] if quick else None)
+    else:
+        missing["rotation_sacre_coeur"] = f"{rot} or {orig} not available"
+    photos = sorted(p for src in SYNTHETIC_SOURCES if (data / src).exists()
+                    for p in (data / src).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if photos:
+        photos = photos[::6] if quick else photos
+        for name in SYNTHETIC_SETS:
+            sets[name] = synthetic_pairs(name, photos, seed=0)
+    else:
+        missing.update({name: "no source photos in ../shared/data" for name in SYNTHETIC_SETS})
+    return sets, missing
+
+
+def plot(path, results: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    cols = 4
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax, set_name in zip(axes.flat, names):
+        for method, s in results[set_name].items():
+            ts = sorted(int(t) for t in s["mma"])
+            ax.plot(ts, [s["mma"][t] for t in ts], marker=".", label=method)
+        ax.set_title(set_name, fontsize=9)
+        ax.set_xlabel("threshold (px)")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].set_ylabel("mean matching accuracy")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="a few pairs per set (CI-sized)")
+    p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
+    p.add_argument("--max-keypoints", type=int, default=2048)
+    args = p.parse_args(argv)
+    sets, missing_sets = build_sets(args.quick)
+    methods, skipped = resolve_methods(args.methods)
+    for name, reason in skipped.items():
+        print(f"skipping {name}: {reason}")
+    results, per_pair = {}, {}
+    for set_name, pairs in sets.items():
+        results[set_name], per_pair[set_name] = {}, {}
+        images = [(pr.image0, pr.image1) for pr in pairs]
+        for method in methods:
+            t0 = time.perf_counter()
+            outs = method.match_pairs(images, args.max_keypoints)
+            evals = [evaluate_pair(pr, o["keypoints0"], o["keypoints1"], o["matches"]) for pr, o in zip(pairs, outs)]
+            s = summarize_pairs(evals)
+            s["extract_ms_median"] = float(np.median([o["extract_ms0"] for o in outs] + [o["extract_ms1"] for o in outs]))
+            s["match_ms_median"] = float(np.median([o["match_ms"] for o in outs]))
+            results[set_name][method.name], per_pair[set_name][method.name] = s, evals
+            print(f"{set_name:<24} {method.name:<20} MMA@3 {s['mma'][3]:.3f}  H@3 {s['h_accuracy'][3]:.3f}  "
+                  f"AUC@3 {s['h_auc'][3]:.3f}  matches {s['mean_num_matches']:.0f}  ({time.perf_counter() - t0:.0f} s)")
+    suffix = "_quick" if args.quick else ""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    plot(RESULTS_DIR / f"homography{suffix}.png", results)
+    md = [f"# Homography benchmark{' (quick subset)' if args.quick else ''}\n",
+          f"{args.max_keypoints} keypoints, images at most 640 px (graf at 800x640), mutual NN for descriptor-only "
+          "methods. MMA = mean matching accuracy; H acc / AUC = homography estimation (OpenCV MAGSAC, 3 px) "
+          "judged by the mean error of the four image corners.\n"]
+    for set_name, by_method in results.items():
+        n = next(iter(by_method.values()))["num_pairs"] if by_method else 0
+        md.append(f"\n## {set_name} ({n} pairs)\n")
+        rows = [[m, s["mma"][1], s["mma"][3], s["mma"][5], *[s["h_accuracy"][t] for t in H_THRESHOLDS],
+                 *[s["h_auc"][t] for t in H_THRESHOLDS], s["mean_num_matches"], s["mean_num_correct_3px"],
+                 s["extract_ms_median"], s["match_ms_median"]] for m, s in by_method.items()]
+        md.append(markdown_table(["method", "MMA@1", "MMA@3", "MMA@5", "H acc@1", "H acc@3", "H acc@5", "AUC@1",
+                                  "AUC@3", "AUC@5", "matches", "correct@3px", "extract ms", "match ms"], rows))
+    if skipped or missing_sets:
+        md.append("\n## Not run\n")
+        md += [f"- method {k}: {v}" for k, v in skipped.items()] + [f"- set {k}: {v}" for k, v in missing_sets.items()]
+    md.append(f"\n![MMA curves](homography{suffix}.png)\n")
+    write_results(f"homography{suffix}", {"settings": vars(args), "results": results, "per_pair": per_pair,
+                                          "skipped_methods": skipped, "missing_sets": missing_sets}, "\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Methods compared by the benchmarks, behind one interface.
+
+``match_pairs(pairs, max_keypoints) -> list[dict]`` with keypoints0, keypoints1 (N, 2) pixels,
+matches (M, 2) int64, extract_ms0, extract_ms1, match_ms. Ours come from the featloc registries;
+OpenCV ORB is built here; pretrained peers run in their own venv (benchmarks/peers).
+"""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from featloc_ros.features import create_extractor
+from featloc_ros.features import confs as feature_confs
+from featloc_ros.matching import create_matcher
+
+try:
+    from peers.client import PEER_METHODS, PeerUnavailable, check_peer, run_peer_pairs
+except ImportError:  # the peers client is optional
+    PEER_METHODS, PeerUnavailable = (), RuntimeError
+    check_peer = run_peer_pairs = None
+
+
+class RegistryMethod:
+    """An extractor + matcher from the featloc registries (our pipeline and the SIFT baselines)."""
+
+    kind = "featloc registry"
+
+    def __init__(self, name: str, features: str, matcher: str):
+        self.name, self.features, self.matcher_name = name, features, matcher
+
+    def _extractor(self, max_keypoints: int):
+        conf = dict(feature_confs[self.features])
+        conf["max_keypoints"] = max_keypoints
+        conf["resize_max"] = 0  # benchmark images are used at the size the set defines
+        return create_extractor(conf)
+
+    def match_pairs(self, pairs, max_keypoints: int) -> list[dict]:
+        ext, matcher = self._extractor(max_keypoints), create_matcher(self.matcher_name)
+        out = []
+        for im0, im1 in pairs:
+            t0 = time.perf_counter()
+            f0 = ext(im0)
+            t1 = time.perf_counter()
+            f1 = ext(im1)
+            t2 = time.perf_counter()
+            m = matcher(f0, f1)
+            t3 = time.perf_counter()
+            out.append({"keypoints0": f0.keypoints, "keypoints1": f1.keypoints, "matches": m.indices,
+                        "extract_ms0": 1e3 * (t1 - t0), "extract_ms1": 1e3 * (t2 - t1), "match_ms": 1e3 * (t3 - t2)})
+        return out
+
+
+class OrbMethod:
+    """OpenCV ORB + brute-force Hamming mutual nearest neighbour (cross-check)."""
+
+    kind = "OpenCV"
+    name = "orb+hamming_mnn"
+
+    def match_pairs(self, pairs, max_keypoints: int) -> list[dict]:
+        orb = cv2.ORB_create(nfeatures=max_keypoints)
+        bf = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+        out = []
+        for im0, im1 in pairs:
+            res = {}
+            for i, im in enumerate((im0, im1)):
+                t0 = time.perf_counter()
+                kps, desc = orb.detectAndCompute(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), None)
+                res[f"extract_ms{i}"] = 1e3 * (time.perf_counter() - t0)
+                res[f"keypoints{i}"] = np.array([k.pt for k in kps], np.float32).reshape(-1, 2)
+                res[f"desc{i}"] = desc
+            t0 = time.perf_counter()
+            if res["desc0"] is None or res["desc1"] is None:
+                m = np.zeros((0, 2), np.int64)
+            else:
+                m = np.array([[x.queryIdx, x.trainIdx] for x in bf.match(res["desc0"], res["desc1"])],
+                             np.int64).reshape(-1, 2)
+            res["match_ms"] = 1e3 * (time.perf_counter() - t0)
+            res["matches"] = m
+            del res["desc0"], res["desc1"]
+            out.append(res)
+        return out
+
+
+class PeerMethod:
+    kind = "pretrained peer (separate venv)"
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def match_pairs(self, pairs, max_keypoints: int) -> list[dict]:
+        return run_peer_pairs(self.name, pairs, max_keypoints)
+
+
+OURS = {
+    "rootsift+mnn_ratio": ("rootsift", "mnn_ratio"),  # the featloc baseline pipeline
+    "sift+mnn_ratio": ("sift", "mnn_ratio"),
+    "rootsift+mnn": ("rootsift", "mnn"),
+}
+DEFAULT_METHODS = ["rootsift+mnn_ratio", "sift+mnn_ratio", "orb+hamming_mnn", "xfeat_mnn", "xfeat_lighterglue",
+                   "aliked_lightglue", "disk_lightglue"]
+
+
+def resolve_methods(names: list[str]) -> tuple[list, dict[str, str]]:
+    """(runnable methods, {name: reason} for the skipped ones)."""
+    methods, skipped = [], {}
+    for name in names:
+        if name in OURS:
+            methods.append(RegistryMethod(name, *OURS[name]))
+        elif name == OrbMethod.name:
+            methods.append(OrbMethod())
+        elif name in PEER_METHODS:
+            reason = check_peer(name)
+            if reason:
+                skipped[name] = reason
+            else:
+                methods.append(PeerMethod(name))
+        else:
+            skipped[name] = "unknown method"
+    return methods, skipped
