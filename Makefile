@@ -3,7 +3,7 @@
 #   make setup VENV=/tmp/v  same, into another venv
 #   make test             run the test suite (what .ci/run calls)
 #   make demo             render a scene, build a map from a bag, replay it through the ROS 2 node
-#   make bench            regenerate benchmarks/results/
+#   make bench            regenerate benchmarks/results/ (make bench-quick: the CI-sized subset)
 #   make peers            create/refresh .venv-peers: the pretrained peer methods (XFeat, ALIKED, DISK,
 #                         LightGlue) for benchmarks/peers/, apart from the main venv (~6 GB, torch 2.14.1)
 
@@ -12,7 +12,7 @@ VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.featloc_setup.stamp
 
-.PHONY: setup test demo bench peers
+.PHONY: setup test demo bench bench-quick peers
 
 setup: $(STAMP)
 
@@ -31,9 +31,22 @@ $(STAMP): requirements.txt featloc_ros/tools/build_tf2_msgs.py $(wildcard setup.
 test: setup
 	$(VPY) -m pytest -q -ra test
 
+# Full benchmarks (peers included when `make peers` was run; each script says what it skipped).
+BENCH_PY := cd benchmarks && $(abspath $(VPY))
 bench: setup
-	cd benchmarks && $(abspath $(VPY)) fox_localization.py
-	cd benchmarks && $(abspath $(VPY)) demo_localization.py
+	$(BENCH_PY) homography_benchmark.py
+	$(BENCH_PY) relative_pose_benchmark.py
+	$(BENCH_PY) localization_benchmark.py
+	$(BENCH_PY) fox_localization.py
+	$(BENCH_PY) demo_localization.py
+	$(BENCH_PY) latency_benchmark.py
+
+# CI-sized subset (a few minutes on 2 cores); writes benchmarks/results/*_quick.*
+bench-quick: setup
+	$(BENCH_PY) homography_benchmark.py --quick
+	$(BENCH_PY) relative_pose_benchmark.py --quick
+	$(BENCH_PY) localization_benchmark.py --quick
+	$(BENCH_PY) latency_benchmark.py --quick
 
 demo: setup
 	$(VPY) -m featloc_ros.demo.run_demo

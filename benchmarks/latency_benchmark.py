@@ -1,0 +1,153 @@
+"""Per-stage latency of the localization pipeline at 640x480 (decode, extract, retrieve, match,
+PnP), 512/1024/2048 query keypoints, 2 threads; median and p90 over >= 20 frames after warm-up;
+peak RSS of a fresh process per configuration. Peers: extraction and matching times from their
+own venv (PyTorch, CPU).
+
+    python benchmarks/latency_benchmark.py [--quick] [--runs 20]
+
+The map is built once (demo room, 60 frames, 2048 keypoints); each configuration runs in a new
+process that loads the map and localizes JPEG-compressed query frames. Writes results/latency.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from common import markdown_table, write_results  # noqa: E402
+from methods import resolve_methods
+
+THREADS = 2
+STAGES = ("decode", "extract", "retrieve", "match", "pnp", "total")
+
+
+def render_inputs(work: Path, num_queries: int) -> None:
+    from featloc_ros.demo.scene import DemoScene, camera_path, demo_intrinsics
+    from featloc_ros.geometry import Camera
+    from featloc_ros.mapping.builder import KeyframeInput, build_map
+
+    w, h = 640, 480
+    K = demo_intrinsics(w, h)
+    cam = Camera("PINHOLE", w, h, (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
+    scene = DemoScene()
+    kfs = [KeyframeInput(f"kf{i:03d}.jpg", scene.render(T, K, w, h)[0], cam, T, i)
+           for i, T in enumerate(camera_path("mapping", 60))]
+    build_map(kfs, work / "map", features={"name": "sift", "rootsift": True, "max_keypoints": 2048}, progress=False)
+    qdir = work / "queries"
+    qdir.mkdir()
+    for i, T in enumerate(camera_path("query", num_queries)):
+        rgb = scene.render(T, K, w, h, seed=i)[0]
+        cv2.imwrite(str(qdir / f"{i:03d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    (work / "camera.json").write_text(json.dumps(cam.to_dict()))
+
+
+def worker(work: Path, max_keypoints: int, warmup: int) -> dict:
+    """Runs in a fresh process: load the map, localize every query (decode from JPEG bytes)."""
+    cv2.setNumThreads(THREADS)
+    from featloc_ros.geometry import Camera
+    from featloc_ros.localization import Localizer
+
+    cam = Camera.from_dict(json.loads((work / "camera.json").read_text()))
+    loc = Localizer.from_map_dir(work / "map", {"features": {"name": "sift", "rootsift": True,
+                                                             "max_keypoints": max_keypoints, "resize_max": 0}})
+    blobs = [p.read_bytes() for p in sorted((work / "queries").glob("*.jpg"))]
+    times = {s: [] for s in STAGES}
+    localized = 0
+    for i, blob in enumerate([blobs[0]] * warmup + blobs):
+        loc.reset()  # retrieval only: the worst case, no tracking prior
+        t0 = cv2.getTickCount()
+        img = cv2.cvtColor(cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        decode_ms = 1e3 * (cv2.getTickCount() - t0) / cv2.getTickFrequency()
+        r = loc.localize(img, cam, timestamp=float(i))
+        if i < warmup:
+            continue
+        localized += r.ok
+        t = {k: 1e3 * v for k, v in r.timings.items()}
+        t["decode"] = decode_ms
+        t["total"] = t.get("total", 0.0) + decode_ms
+        for s in STAGES:
+            times[s].append(t.get(s, 0.0))
+    return {"times_ms": times, "localized": localized, "runs": len(blobs),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def stats(values) -> dict:
+    return {"median": float(np.median(values)), "p90": float(np.percentile(values, 90))}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="1024 keypoints only, 20 runs, no peers")
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--worker", nargs=2, metavar=("WORKDIR", "KEYPOINTS"), help=argparse.SUPPRESS)
+    p.add_argument("--peers", nargs="*", default=["xfeat_mnn", "xfeat_lighterglue", "aliked_lightglue",
+                                                  "disk_lightglue"])
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(Path(args.worker[0]), int(args.worker[1]), args.warmup)))
+        return 0
+    kp_list = [1024] if args.quick else [512, 1024, 2048]
+    results = {"ours": {}, "peers": {}}
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), OPENBLAS_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        render_inputs(work, args.runs)
+        for k in kp_list:
+            out = subprocess.run([sys.executable, __file__, "--worker", str(work), str(k), "--warmup",
+                                  str(args.warmup)], capture_output=True, text=True, env=env, check=True)
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            results["ours"][k] = {"stages": {s: stats(v) for s, v in res["times_ms"].items()},
+                                  "localized": res["localized"], "runs": res["runs"], "peak_rss_mb": res["peak_rss_mb"]}
+            print(f"rootsift+mnn_ratio {k}: total median {results['ours'][k]['stages']['total']['median']:.0f} ms")
+        skipped = {}
+        if not args.quick and args.peers:
+            from peers.client import peer_info, run_peer_pairs
+
+            methods, skipped = resolve_methods(args.peers)
+            images = [cv2.cvtColor(cv2.imread(str(pth)), cv2.COLOR_BGR2RGB)
+                      for pth in sorted((work / "queries").glob("*.jpg"))]
+            pairs = list(zip(images[:-1], images[1:]))
+            for m in methods:
+                for k in kp_list:
+                    outs = run_peer_pairs(m.name, pairs, k, num_threads=THREADS)
+                    info = peer_info(m.name) or {}
+                    results["peers"].setdefault(m.name, {})[k] = {
+                        "extract_ms": stats([o["extract_ms0"] for o in outs] + [o["extract_ms1"] for o in outs]),
+                        "match_ms": stats([o["match_ms"] for o in outs]), "runs": len(outs),
+                        "peak_rss_mb": info.get("peak_rss_mb")}
+                    print(f"{m.name} {k}: extract {results['peers'][m.name][k]['extract_ms']['median']:.0f} ms")
+    rows = []
+    for k, r in results["ours"].items():
+        st = r["stages"]
+        rows.append(["rootsift+mnn_ratio (OpenCV, numpy, pycolmap)", k, *[f"{st[s]['median']:.1f} / {st[s]['p90']:.1f}"
+                                                                          for s in STAGES], r["peak_rss_mb"]])
+    for name, by_k in results["peers"].items():
+        for k, r in by_k.items():
+            rows.append([f"{name} (PyTorch)", k, "–", f"{r['extract_ms']['median']:.1f} / {r['extract_ms']['p90']:.1f}",
+                         "–", f"{r['match_ms']['median']:.1f} / {r['match_ms']['p90']:.1f}", "–", "–", r["peak_rss_mb"]])
+    md = ["# Latency per stage (ms, median / p90), 640x480, 2 threads\n",
+          f"{args.runs} query frames after {args.warmup} warm-up runs; each configuration in a fresh process "
+          "(peak RSS of that process, MB). Ours: full localization from JPEG bytes with retrieval only "
+          "(no tracking prior) against a 60-keyframe map of the demo room. Peers: extraction per image and "
+          "matching per image pair (their matcher), PyTorch on the CPU in their own venv. ONNX Runtime / "
+          "TensorRT rows appear once learned models exist (SIFT runs in OpenCV).\n",
+          markdown_table(["method (backend)", "keypoints", *STAGES, "peak RSS (MB)"], rows)]
+    if skipped:
+        md += ["\n## Not run\n"] + [f"- {k}: {v}" for k, v in skipped.items()]
+    suffix = "_quick" if args.quick else ""
+    write_results(f"latency{suffix}", {"settings": vars(args), "results": results, "skipped": skipped}, "\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
