@@ -1,0 +1,76 @@
+"""Benchmark protocol code: metrics must be right, synthetic pairs deterministic."""
+
+import numpy as np
+import pytest
+
+from featloc_ros.evaluation.homography import (
+    HomographyPair, auc, corner_error, evaluate_pair, project, rotation_about_center, summarize_pairs)
+from featloc_ros.evaluation.relative_pose import PosePair, evaluate_pose_pair
+from featloc_ros.geometry.transforms import make_transform
+from featloc_ros.synthesis import apply_photometric, sample_homography, warp_image
+
+
+def _photo():
+    from skimage import data
+
+    return data.astronaut()
+
+
+def test_auc_values():
+    assert auc([0.0, 0.0], 3) == pytest.approx(1.0)
+    assert auc([5.0, 7.0], 3) == 0.0
+    assert auc([0.5, 1.5, 10.0], 3) == pytest.approx((0.5 / 6 + 0.5 + 1.0) / 3)
+    assert auc([1.0, float("inf")], 3) == pytest.approx((0.25 + 1.0) / 3)
+
+
+def test_perfect_and_wrong_matches():
+    rng = np.random.default_rng(0)
+    img = _photo()
+    H = sample_homography(rng, 512, 512, max_rotation_deg=30)
+    pair = HomographyPair("p", img, warp_image(img, H), H)
+    k0 = rng.uniform(50, 450, (200, 2))
+    k1 = project(H, k0)
+    m = np.stack([np.arange(200), np.arange(200)], 1)
+    e = evaluate_pair(pair, k0, k1, m)
+    assert e["mma"][1] == 1.0 and e["corner_error"] < 1e-3 and e["num_correct_3px"] == 200
+    shuffled = np.stack([np.arange(200), rng.permutation(200)], 1)
+    e = evaluate_pair(pair, k0, k1, shuffled)
+    assert e["mma"][3] < 0.05 and e["corner_error"] > 5
+    s = summarize_pairs([evaluate_pair(pair, k0, k1, m), evaluate_pair(pair, k0, k1, np.zeros((0, 2)))])
+    assert s["h_accuracy"][1] == 0.5 and s["mma"][1] == 0.5
+    assert corner_error(None, H, 512, 512) == float("inf")
+
+
+def test_rotation_about_center_180():
+    H = rotation_about_center(780, 1063, 180)
+    np.testing.assert_allclose(project(H, np.array([[0.0, 0.0]])), [[779.5, 1062.5]], atol=1e-9)
+
+
+def test_synthetic_changes_are_deterministic_and_meaningful():
+    img = _photo()
+    a = apply_photometric(img, "night", np.random.default_rng(3))
+    b = apply_photometric(img, "night", np.random.default_rng(3))
+    np.testing.assert_array_equal(a, b)
+    assert a.mean() < 0.4 * img.mean()
+    c = apply_photometric(img, "illumination", np.random.default_rng(4))
+    assert c.shape == img.shape and np.abs(c.astype(int) - img).mean() > 5
+    np.testing.assert_array_equal(apply_photometric(img, "none", np.random.default_rng(0)), img)
+    with pytest.raises(KeyError):
+        apply_photometric(img, "fog", np.random.default_rng(0))
+
+
+def test_relative_pose_error_of_exact_correspondences():
+    rng = np.random.default_rng(1)
+    K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    from scipy.spatial.transform import Rotation
+
+    T = make_transform(Rotation.from_euler("xyz", [3, -10, 2], degrees=True).as_matrix(), [0.5, 0.05, 0.1])
+    X = rng.uniform([-2, -1.5, 4], [2, 1.5, 8], (300, 3))
+    x0 = (X @ K.T)[:, :2] / X[:, 2:]
+    X1 = X @ T[:3, :3].T + T[:3, 3]
+    x1 = (X1 @ K.T)[:, :2] / X1[:, 2:]
+    img = np.zeros((480, 640, 3), np.uint8)
+    pair = PosePair("p", img, img, K, K, T)
+    m = np.stack([np.arange(300), np.arange(300)], 1)
+    assert evaluate_pose_pair(pair, x0, x1, m)["pose_error_deg"] < 0.5
+    assert evaluate_pose_pair(pair, x0, x1, m[:3])["pose_error_deg"] == float("inf")
