@@ -196,7 +196,8 @@ def run_peer_pairs(method: str, pairs: list[tuple[np.ndarray, np.ndarray]], max_
 
 def run_peer_extract(method: str, images: list[np.ndarray], max_keypoints: int, num_threads: int = 2,
                      workdir: str | Path | None = None, warmup: int = 1, timeout: float | None = None) -> list[dict]:
-    """Keypoints only (the method's extractor): one dict per image with keypoints0 (N,2) float32, extract_ms0."""
+    """The method's extractor only: one dict per image with keypoints0 (N,2) float32, descriptors0 (N,D) float32
+    (L2-normalised) and extract_ms0."""
     if method not in PEER_METHODS:
         raise PeerUnavailable(f"unknown peer method {method!r} (known: {', '.join(PEER_METHODS)})")
     return _run(method, [[im] for im in images], max_keypoints, num_threads, True, workdir, warmup, timeout)

@@ -19,7 +19,7 @@ Output, per entry i: out_dir/pair_{i:05d}.npz with
                                                            convention (the centre of the top-left pixel is (0,0))
     matches (M,2) int64 (indices into keypoints0/keypoints1), scores (M,) float32 (higher = more confident)
     extract_ms0, extract_ms1, match_ms                     CPU wall time in milliseconds
-(extract_only: keypoints0 and extract_ms0 only), and out_dir/info.json (method, versions, threads, peak RSS).
+(extract_only: keypoints0, descriptors0 (L2-normalised float32) and extract_ms0 only), and out_dir/info.json (method, versions, threads, peak RSS).
 
 Methods (all at the image's original size; none of them needs a resize except XFeat, see below):
     xfeat_mnn          XFeat sparse keypoints (top-k by score, the package's detection threshold 0.05) +
@@ -227,6 +227,11 @@ class XFeatPeer:
         k[:, 1] += 0.5 * (rh - 1.0)
         return k.astype(np.float32)
 
+    def descriptors(self, f):
+        import numpy as np
+        d = f["descriptors"].float()
+        return self.torch.nn.functional.normalize(d, dim=-1).cpu().numpy().astype(np.float32)
+
     def match(self, f0, f1):
         torch = self.torch
         if len(f0["keypoints"]) == 0 or len(f1["keypoints"]) == 0:
@@ -272,6 +277,11 @@ class LightGluePeer:
     def keypoints(self, f):
         import numpy as np
         return f["keypoints"][0].cpu().numpy().astype(np.float32)
+
+    def descriptors(self, f):
+        import numpy as np
+        d = f["descriptors"][0].float()
+        return self.torch.nn.functional.normalize(d, dim=-1).cpu().numpy().astype(np.float32)
 
     def match(self, f0, f1):
         torch = self.torch
@@ -345,6 +355,7 @@ def run_job(job: dict, out_dir: Path) -> dict:
                     raise PeerError(f"extract_only: entry {i} must be a single image, got {entry!r}")
                 f0, rec["extract_ms0"] = timed(peer.extract, read_rgb(entry[0]))
                 rec["keypoints0"] = peer.keypoints(f0)
+                rec["descriptors0"] = peer.descriptors(f0)
             else:
                 if len(entry) != 2:
                     raise PeerError(f"entry {i} must be a pair of images, got {entry!r}")

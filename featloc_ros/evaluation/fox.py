@@ -23,10 +23,12 @@ def fox_frames(root: str | Path) -> tuple[list[Frame], list[Frame], float]:
     return [f for f in all_frames if f.name not in test_names], test, extent
 
 
-def evaluate_fox(root: str | Path, work_dir: str | Path, features: str = "rootsift", matcher: str = "mnn_ratio",
-                 localizer_conf: dict | None = None) -> dict:
-    train, test, extent = fox_frames(root)
-    summary = evaluate_localization(train, test, Path(work_dir) / f"fox_{features}_{matcher}", features, matcher,
+def evaluate_fox(root: str | Path, work_dir: str | Path, features: str | dict = "rootsift", matcher: str = "mnn_ratio",
+                 localizer_conf: dict | None = None, frames=None) -> dict:
+    """``frames``: the output of fox_frames(root) when already loaded."""
+    train, test, extent = frames or fox_frames(root)
+    label = features if isinstance(features, str) else "_".join(str(v) for v in features.values())
+    summary = evaluate_localization(train, test, Path(work_dir) / f"fox_{label}_{matcher}", features, matcher,
                                     thresholds=FOX_THRESHOLDS_PCT, scale=extent / 100.0,
                                     localizer_conf=localizer_conf)
     summary["scene_extent"] = extent
