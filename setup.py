@@ -35,6 +35,7 @@ setup(
             "featloc_build_map = featloc_ros.mapping.cli:main",
             "featloc_demo = featloc_ros.demo.run_demo:main",
             "featloc_bag_player = featloc_ros.ros.bag_player:main",
+            "featloc_train = featloc_ros.training.train:main",
         ],
     },
 )

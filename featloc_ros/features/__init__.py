@@ -8,14 +8,23 @@ from __future__ import annotations
 
 from ..configuration import instantiate
 from .base import Extractor, Features
+from .featloc import FeatLoc
 from .sift import SIFT
 
-EXTRACTORS: dict[str, type[Extractor]] = {"sift": SIFT}
+EXTRACTORS: dict[str, type[Extractor]] = {"sift": SIFT, "featloc": FeatLoc}
 
 confs: dict[str, dict] = {
     "rootsift": {"name": "sift", "rootsift": True, "max_keypoints": 4096, "resize_max": 1024},
     "sift": {"name": "sift", "rootsift": False, "max_keypoints": 4096, "resize_max": 1024},
     "rootsift_fast": {"name": "sift", "rootsift": True, "max_keypoints": 2048, "resize_max": 640},
+    # FeatLoc (learned; models/featloc_v1.pt). "featloc" descriptors need the "featloc_isnn" matcher
+    # (invariance-selected distance); the others are unit vectors for the mutual-NN matchers.
+    "featloc": {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048, "resize_max": 1024},
+    "featloc_onnx": {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048, "resize_max": 1024,
+                     "backend": "onnxruntime"},
+    "featloc_concat": {"name": "featloc", "descriptor": "concat", "max_keypoints": 2048, "resize_max": 1024},
+    **{f"featloc_{kind}": {"name": "featloc", "descriptor": kind, "max_keypoints": 2048, "resize_max": 1024}
+       for kind in ("rv_iv", "ri_iv", "rv_ii", "ri_ii")},
 }
 
 

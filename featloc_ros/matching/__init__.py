@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from ..configuration import instantiate
 from .base import Matcher, Matches
+from .invariance_selected import InvarianceSelectedNN, invariance_selected_match
 from .nearest_neighbor import NearestNeighbor, nearest_neighbor_match
 
-MATCHERS: dict[str, type[Matcher]] = {"nearest_neighbor": NearestNeighbor}
+MATCHERS: dict[str, type[Matcher]] = {"nearest_neighbor": NearestNeighbor,
+                                      "invariance_selected_nn": InvarianceSelectedNN}
 
 confs: dict[str, dict] = {
     "mnn_ratio": {"name": "nearest_neighbor", "ratio_threshold": 0.8, "mutual_check": True},
     "mnn": {"name": "nearest_neighbor", "ratio_threshold": 0.0, "mutual_check": True},
+    # for FeatLoc "selected" descriptors (features conf "featloc"): invariance-selected distance
+    "featloc_isnn": {"name": "invariance_selected_nn", "ratio_threshold": 0.0, "mutual_check": True},
+    "featloc_isnn_ratio": {"name": "invariance_selected_nn", "ratio_threshold": 0.9, "mutual_check": True},
 }
 
 
@@ -18,4 +23,5 @@ def create_matcher(conf: str | dict) -> Matcher:
     return instantiate(conf, confs, MATCHERS, "matcher")
 
 
-__all__ = ["Matcher", "Matches", "confs", "create_matcher", "nearest_neighbor_match", "MATCHERS"]
+__all__ = ["Matcher", "Matches", "confs", "create_matcher", "invariance_selected_match", "nearest_neighbor_match",
+           "MATCHERS"]

@@ -1,0 +1,449 @@
+"""FeatLocNet: keypoints, four invariance-specific local descriptors and meta descriptors that select
+the invariance per keypoint pair (one readable file, in the style of LightGlue's ``lightglue.py``).
+
+Architecture (channels for the default configuration; strides relative to the input image):
+
+    image (B,1,H,W) in [0,1]
+      -> Backbone (bottom-up): c1 (16, 1/2), c2 (32, 1/4), c3 (64, 1/8), c4 (128, 1/16)
+         depthwise-separable 3x3 blocks, strided convolutions for downsampling
+      -> FPN (top-down + lateral 1x1): p3 (64, 1/8), p2 (48, 1/4)
+      -> KeypointHead(c1, p2): full-resolution score map (pixel shuffle of a 1/2-resolution map),
+         NMS by max-pooling, top-k (fixed k + validity mask, static output shapes)
+      -> 4 DescriptorHeads(p2): semi-dense local descriptors l_s at 1/4 (D=64 each), one per invariance
+         kind s in KINDS = (rv_iv, ri_iv, rv_ii, ri_ii): rotation variant/invariant x illumination
+         variant/invariant; sampled at keypoints (bilinear grid_sample) and L2-normalised
+      -> MetaAttention(p3): one hand-written self-attention layer per kind (run in parallel), queries at
+         1/8, keys/values average-pooled to 1/32 (global receptive field), giving meta descriptors m_s
+         at 1/8 (Dm=16), sampled at keypoints, normalised and scaled by sqrt(tau) (learned temperature)
+
+Invariance-selected distance between keypoints p (image 0) and q (image 1):
+
+    w_s(p, q) = softmax_s( m_s(p) . m_s(q) )            (the scale sqrt(tau) is inside m_s)
+    d(p, q)   = sum_s w_s(p, q) * || l_s(p) - l_s(q) ||  (in [0, 2]; matching similarity = -d)
+
+Pixel convention: keypoints are (x, y) pixel coordinates with pixel centres at integers (OpenCV).
+A cell c of a feature map of stride s is taken to be centred at pixel s*c + (s-1)/2 (``grid_sample`` with
+``align_corners=False`` on a map that covers s*w_map pixels), for any image size (not only multiples of 16).
+
+Inference samples the 1/4 descriptor trunk at the keypoints and applies each head's final 1x1 projection
+to the N sampled vectors: bilinear sampling (with border padding, weights summing to 1) commutes with a
+1x1 convolution, so this equals sampling the dense descriptor map, at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+KINDS = ("rv_iv", "ri_iv", "rv_ii", "ri_ii")  # rotation variant/invariant x illumination variant/invariant
+
+
+def kind_invariances(kind: str) -> tuple[bool, bool]:
+    """(rotation invariant, illumination invariant) of a descriptor kind name."""
+    return kind.startswith("ri"), kind.endswith("ii")
+
+
+# ----------------------------------------------------------------------------------------------------
+# building blocks
+# ----------------------------------------------------------------------------------------------------
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1):
+        super().__init__(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class DWSeparable(nn.Sequential):
+    """Depthwise 3x3 (optionally strided) + pointwise 1x1, each with BN + ReLU. (B,cin,H,W) -> (B,cout,H',W')."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__(ConvBNReLU(cin, cin, 3, stride, groups=cin), ConvBNReLU(cin, cout, 1))
+
+
+class Backbone(nn.Module):
+    """Bottom-up pathway. image (B,1,H,W) -> [c1 (1/2), c2 (1/4), c3 (1/8), c4 (1/16)]."""
+
+    def __init__(self, channels: tuple[int, int, int, int]):
+        super().__init__()
+        c1, c2, c3, c4 = channels
+        self.stem = nn.Sequential(ConvBNReLU(1, c1, 3, 2), DWSeparable(c1, c1))
+        self.stage2 = nn.Sequential(DWSeparable(c1, c2, 2), DWSeparable(c2, c2))
+        self.stage3 = nn.Sequential(DWSeparable(c2, c3, 2), DWSeparable(c3, c3))
+        self.stage4 = nn.Sequential(DWSeparable(c3, c4, 2), DWSeparable(c4, c4))
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        c1 = self.stem(image)
+        c2 = self.stage2(c1)
+        c3 = self.stage3(c2)
+        c4 = self.stage4(c3)
+        return [c1, c2, c3, c4]
+
+
+def upsample_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Bilinear upsampling of x (B,C,h,w) to the spatial size of ref (B,*,H,W)."""
+    return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class FPN(nn.Module):
+    """Top-down pathway with lateral 1x1 connections. [c1..c4] -> p3 (B,Cp3,H/8,W/8), p2 (B,Cp2,H/4,W/4)."""
+
+    def __init__(self, channels: tuple[int, int, int, int], p3_dim: int, p2_dim: int):
+        super().__init__()
+        _, c2, c3, c4 = channels
+        self.lat4 = nn.Conv2d(c4, p3_dim, 1)
+        self.lat3 = nn.Conv2d(c3, p3_dim, 1)
+        self.smooth3 = DWSeparable(p3_dim, p3_dim)
+        self.reduce3 = nn.Conv2d(p3_dim, p2_dim, 1)
+        self.lat2 = nn.Conv2d(c2, p2_dim, 1)
+        self.smooth2 = DWSeparable(p2_dim, p2_dim)
+
+    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        _, c2, c3, c4 = feats
+        p3 = self.smooth3(self.lat3(c3) + upsample_to(self.lat4(c4), c3))
+        p2 = self.smooth2(self.lat2(c2) + upsample_to(self.reduce3(p3), c2))
+        return p3, p2
+
+
+class KeypointHead(nn.Module):
+    """Score logits at full resolution from c1 (1/2) and p2 (1/4):
+    (B,C1,H/2,W/2), (B,Cp2,H/4,W/4) -> (B,1,2*(H/2),2*(W/2)) via a 4-channel map and pixel shuffle."""
+
+    def __init__(self, c1: int, p2_dim: int):
+        super().__init__()
+        self.lat = nn.Conv2d(p2_dim, c1, 1)
+        self.block = DWSeparable(c1, c1)
+        self.out = nn.Conv2d(c1, 4, 1)
+
+    def forward(self, c1: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
+        x = self.block(c1 + upsample_to(self.lat(p2), c1))
+        return F.pixel_shuffle(self.out(x), 2)
+
+
+class DescriptorHead(nn.Module):
+    """One local descriptor kind: trunk (depthwise 3x3 + pointwise, BN, ReLU) then a linear 1x1 projection.
+    dense: (B,Cp2,h,w) -> (B,D,h,w) (unnormalised); ``project`` applies the projection to sampled (B,N,C)."""
+
+    def __init__(self, p2_dim: int, dim: int):
+        super().__init__()
+        self.trunk = DWSeparable(p2_dim, p2_dim)
+        self.proj = nn.Conv2d(p2_dim, dim, 1)
+
+    def forward(self, p2: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.trunk(p2))
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,N,C) sampled trunk features -> (B,N,D) unnormalised descriptors (same as the 1x1 conv)."""
+        return F.linear(x, self.proj.weight.flatten(1), self.proj.bias)
+
+
+class SelfAttention(nn.Module):
+    """One hand-written self-attention layer (no nn.MultiheadAttention, which does not export cleanly):
+    queries at every cell of x (B,C,h,w); keys/values from x average-pooled by ``pool`` (global receptive
+    field); out = proj([x, softmax(Q K^T / sqrt(d)) V]) -> (B,Dm,h,w) (raw meta descriptor map)."""
+
+    def __init__(self, dim: int, attn_dim: int, out_dim: int, pool: int):
+        super().__init__()
+        self.pool = pool
+        self.q = nn.Linear(dim, attn_dim)
+        self.k = nn.Linear(dim, attn_dim)
+        self.v = nn.Linear(dim, attn_dim)
+        self.proj = nn.Sequential(nn.Linear(dim + attn_dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, out_dim))
+        self.scale = 1.0 / math.sqrt(attn_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2)  # (B, h*w, C)
+        ctx = F.avg_pool2d(x, self.pool, self.pool).flatten(2).transpose(1, 2)  # (B, M, C)
+        q, k, v = self.q(tokens), self.k(ctx), self.v(ctx)  # (B,hw,d), (B,M,d), (B,M,d)
+        attn = torch.softmax(q @ k.transpose(1, 2) * self.scale, dim=-1)  # (B, hw, M)
+        out = self.proj(torch.cat([tokens, attn @ v], dim=-1))  # (B, hw, Dm)
+        return out.transpose(1, 2).reshape(b, -1, h, w)
+
+
+class MetaAttention(nn.Module):
+    """Parallel self-attention: one layer per invariance kind. p3 (B,C,h,w) -> list of 4 (B,Dm,h,w)."""
+
+    def __init__(self, dim: int, attn_dim: int, out_dim: int, pool: int, num_kinds: int = 4):
+        super().__init__()
+        self.layers = nn.ModuleList([SelfAttention(dim, attn_dim, out_dim, pool) for _ in range(num_kinds)])
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [layer(x) for layer in self.layers]
+
+
+# ----------------------------------------------------------------------------------------------------
+# detection and sampling
+# ----------------------------------------------------------------------------------------------------
+
+
+def simple_nms(scores: torch.Tensor, radius: int) -> torch.Tensor:
+    """Keep local maxima of (B,1,H,W) scores in (2r+1)^2 windows (others set to 0)."""
+    if radius <= 0:
+        return scores
+    k = 2 * radius + 1  # separable (1,k) then (k,1) max-pooling == k x k max-pooling, fewer comparisons
+    local_max = F.max_pool2d(F.max_pool2d(scores, (1, k), 1, (0, radius)), (k, 1), 1, (radius, 0))
+    return torch.where(scores == local_max, scores, torch.zeros_like(scores))
+
+
+def border_mask(scores: torch.Tensor, border: int) -> torch.Tensor:
+    """(B,1,H,W) scores with a ``border``-pixel frame set to 0 (works with dynamic H, W)."""
+    if border <= 0:
+        return scores
+    h, w = scores.shape[-2:]
+    ys = torch.arange(h, device=scores.device).view(h, 1)
+    xs = torch.arange(w, device=scores.device).view(1, w)
+    inside = (ys >= border) & (ys < h - border) & (xs >= border) & (xs < w - border)
+    return scores * inside.to(scores.dtype)
+
+
+def detect_keypoints(scores: torch.Tensor, k: int, nms_radius: int, threshold: float, border: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fixed-k detection: (B,1,H,W) scores in [0,1] -> keypoints (B,k,2) float (x, y) pixels,
+    scores (B,k) (descending), valid (B,k) bool (score > threshold after NMS). Needs H*W >= k."""
+    s = simple_nms(border_mask(scores, border), nms_radius)
+    h, w = s.shape[-2:]
+    top, idx = torch.topk(s.flatten(1), k, dim=1)
+    # (x, y) by gathering from a coordinate grid: ``idx % w`` with a symbolic w does not export to ONNX
+    ys, xs = torch.meshgrid(torch.arange(h, device=s.device), torch.arange(w, device=s.device), indexing="ij")
+    grid = torch.stack([xs, ys], dim=-1).reshape(-1, 2).to(scores.dtype)  # (H*W, 2)
+    return grid[idx], top, top > threshold
+
+
+def sample_map(fmap: torch.Tensor, keypoints: torch.Tensor, stride: int) -> torch.Tensor:
+    """Bilinear samples of a stride-``stride`` map (B,C,h,w) at pixel keypoints (B,N,2) -> (B,N,C).
+    Cell c is centred at pixel stride*c + (stride-1)/2; border padding (weights always sum to 1)."""
+    h, w = fmap.shape[-2:]
+    gx = (keypoints[..., 0] + 0.5) / (w * stride) * 2 - 1
+    gy = (keypoints[..., 1] + 0.5) / (h * stride) * 2 - 1
+    grid = torch.stack([gx, gy], dim=-1)
+    out = F.grid_sample(fmap, grid[:, None], mode="bilinear", padding_mode="border", align_corners=False)
+    return out[:, :, 0].transpose(1, 2)
+
+
+def normalize_meta(raw: torch.Tensor, log_tau: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Meta descriptors: L2-normalised and scaled by sqrt(tau), so that m.m' = tau * cos."""
+    tau = log_tau.exp().clamp(1.0, 50.0)
+    return F.normalize(raw, dim=dim) * tau.sqrt()
+
+
+# ----------------------------------------------------------------------------------------------------
+# invariance-selected distance
+# ----------------------------------------------------------------------------------------------------
+
+
+def invariance_weights(meta0: torch.Tensor, meta1: torch.Tensor) -> torch.Tensor:
+    """Selection weights for all pairs: meta0 (S,N0,Dm), meta1 (S,N1,Dm) -> (S,N0,N1), softmax over S."""
+    return torch.softmax(meta0 @ meta1.transpose(1, 2), dim=0)
+
+
+def local_distances(desc0: torch.Tensor, desc1: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """L2 distances of unit descriptors: (S,N0,D), (S,N1,D) -> (S,N0,N1)."""
+    return (2.0 - 2.0 * desc0 @ desc1.transpose(1, 2)).clamp(min=eps).sqrt()
+
+
+def selected_distance_matrix(desc0: torch.Tensor, desc1: torch.Tensor, meta0: torch.Tensor, meta1: torch.Tensor
+                             ) -> torch.Tensor:
+    """Invariance-selected distance d (N0,N1) = sum_s w_s ||l_s(p) - l_s(q)||.
+    desc*: (S,N,D) unit local descriptors per kind; meta*: (S,N,Dm) meta descriptors per kind."""
+    return (invariance_weights(meta0, meta1) * local_distances(desc0, desc1)).sum(0)
+
+
+def selected_similarity(desc0, desc1, meta0, meta1) -> torch.Tensor:
+    """Matching similarity (N0,N1) = -d (higher is better)."""
+    return -selected_distance_matrix(desc0, desc1, meta0, meta1)
+
+
+def selected_distance_pairs(desc0: torch.Tensor, desc1: torch.Tensor, meta0: torch.Tensor, meta1: torch.Tensor,
+                            eps: float = 1e-6) -> torch.Tensor:
+    """Distance of corresponding rows only: (S,N,D), (S,N,D), (S,N,Dm), (S,N,Dm) -> (N,)."""
+    w = torch.softmax((meta0 * meta1).sum(-1), dim=0)  # (S, N)
+    d = (2.0 - 2.0 * (desc0 * desc1).sum(-1)).clamp(min=eps).sqrt()  # (S, N)
+    return (w * d).sum(0)
+
+
+def concat_descriptors(desc: torch.Tensor) -> torch.Tensor:
+    """The 'concatenated' ablation descriptor: (S,N,D) unit heads -> (N,S*D) unit vectors."""
+    return F.normalize(desc.transpose(0, 1).flatten(1), dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the network
+# ----------------------------------------------------------------------------------------------------
+
+
+class FeatLocNet(nn.Module):
+    default_conf = {
+        "channels": (16, 32, 64, 128),  # backbone c1..c4 (strides 2, 4, 8, 16)
+        "p3_dim": 64,  # FPN width at 1/8 (input of the meta attention)
+        "p2_dim": 48,  # FPN width at 1/4 (input of the descriptor heads)
+        "descriptor_dim": 64,  # per local descriptor head
+        "meta_dim": 16,  # per meta descriptor
+        "attn_dim": 16,  # query/key/value width of each self-attention layer
+        "attn_pool": 4,  # keys/values pooled from 1/8 to 1/32
+        "init_tau": 4.0,  # initial meta temperature (m.m' = tau * cos)
+        # detection (inference)
+        "max_keypoints": 2048,
+        "nms_radius": 2,
+        "detection_threshold": 0.01,
+        "remove_borders": 4,
+    }
+    kinds = KINDS
+
+    def __init__(self, conf: dict | None = None):
+        super().__init__()
+        unknown = set(conf or {}) - set(self.default_conf)
+        if unknown:
+            raise ValueError(f"FeatLocNet: unknown configuration keys {sorted(unknown)}")
+        self.conf = c = {**self.default_conf, **(conf or {})}
+        ch = tuple(c["channels"])
+        self.backbone = Backbone(ch)
+        self.fpn = FPN(ch, c["p3_dim"], c["p2_dim"])
+        self.keypoint_head = KeypointHead(ch[0], c["p2_dim"])
+        self.descriptor_heads = nn.ModuleList([DescriptorHead(c["p2_dim"], c["descriptor_dim"]) for _ in KINDS])
+        self.meta = MetaAttention(c["p3_dim"], c["attn_dim"], c["meta_dim"], c["attn_pool"], len(KINDS))
+        self.meta_log_tau = nn.Parameter(torch.tensor(math.log(c["init_tau"])))
+
+    @staticmethod
+    def to_gray(image: torch.Tensor) -> torch.Tensor:
+        """(B,1,H,W) or (B,3,H,W) RGB in [0,1] -> (B,1,H,W)."""
+        if image.shape[1] == 3:
+            wts = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+            image = (image * wts).sum(1, keepdim=True)
+        return image
+
+    def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.backbone(self.to_gray(image))
+        p3, p2 = self.fpn(feats)
+        logits = self.keypoint_head(feats[0], p2)
+        h, w = image.shape[-2:]
+        return {"logits": logits[..., :h, :w], "p2": p2, "p3": p3}
+
+    def forward_dense(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Dense outputs for training. image (B,1|3,H,W) in [0,1] ->
+        logits, scores (B,1,H,W); local_raw (B,S,D,h4,w4) unnormalised; meta_raw (B,S,Dm,h8,w8) unnormalised."""
+        f = self._features(image)
+        return {"logits": f["logits"], "scores": torch.sigmoid(f["logits"]),
+                "local_raw": torch.stack([head(f["p2"]) for head in self.descriptor_heads], 1),
+                "meta_raw": torch.stack(self.meta(f["p3"]), 1)}
+
+    def describe(self, f: dict[str, torch.Tensor], keypoints: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Descriptors at keypoints (B,N,2): local (B,S,N,D) unit, meta (B,S,N,Dm) scaled unit."""
+        local = []
+        for head in self.descriptor_heads:
+            x = sample_map(head.trunk(f["p2"]), keypoints, 4)
+            local.append(F.normalize(head.project(x), dim=-1))
+        meta = [normalize_meta(sample_map(m, keypoints, 8), self.meta_log_tau) for m in self.meta(f["p3"])]
+        return {"local": torch.stack(local, 1), "meta": torch.stack(meta, 1)}
+
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """data["image"] (B,1|3,H,W) float in [0,1] ->
+        keypoints (B,k,2) float pixels (x, y); scores (B,k); valid (B,k) bool;
+        local (B,4,k,D) L2-normalised per kind (order KINDS); meta (B,4,k,Dm) (norm sqrt(tau)).
+        k = conf max_keypoints (fixed; invalid entries padded, flagged by ``valid``)."""
+        c = self.conf
+        f = self._features(data["image"])
+        kpts, scores, valid = detect_keypoints(torch.sigmoid(f["logits"]), c["max_keypoints"], c["nms_radius"],
+                                               c["detection_threshold"], c["remove_borders"])
+        return {"keypoints": kpts, "scores": scores, "valid": valid, **self.describe(f, kpts)}
+
+
+# ----------------------------------------------------------------------------------------------------
+# ONNX export
+# ----------------------------------------------------------------------------------------------------
+
+ONNX_OUTPUTS = ("keypoints", "scores", "valid", *(f"desc_{k}" for k in KINDS), "meta")
+
+
+class _OnnxWrapper(nn.Module):
+    """image (1,1,H,W) -> keypoints (1,k,2), scores (1,k), valid (1,k), desc_<kind> (1,k,D) x4, meta (1,4,k,Dm)."""
+
+    def __init__(self, model: FeatLocNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor):
+        out = self.model({"image": image})
+        local = out["local"]
+        return (out["keypoints"], out["scores"], out["valid"], *(local[:, i] for i in range(len(KINDS))),
+                out["meta"])
+
+
+def export_onnx(model: FeatLocNet, path, max_keypoints: int | None = None, nms_radius: int | None = None,
+                detection_threshold: float | None = None, opset: int = 18, verify: bool = True,
+                verify_size: tuple[int, int] = (96, 128)) -> dict:
+    """Export image (1,1,H,W) float32 in [0,1] (dynamic H, W) -> ONNX_OUTPUTS with the dynamo exporter
+    (``torch.onnx.export(..., dynamo=True)``), fixed k = max_keypoints (validity mask). The detection
+    settings are baked into the graph and recorded in the model's metadata_props. With ``verify``, runs
+    onnxruntime on a random (verify_size) image and returns {"max_abs_diff": ..., "keypoints_equal": ...}.
+    H*W must be >= k at run time. Needs the ``onnxscript`` package."""
+    import copy
+    from pathlib import Path
+
+    import onnx
+
+    conf = {"max_keypoints": max_keypoints, "nms_radius": nms_radius, "detection_threshold": detection_threshold}
+    model = copy.deepcopy(model).eval()
+    model.conf.update({k: v for k, v in conf.items() if v is not None})
+    wrapper = _OnnxWrapper(model).eval()
+    h0, w0 = verify_size
+    example = torch.rand(1, 1, h0, w0, generator=torch.Generator().manual_seed(0))
+    dyn = {"image": {2: torch.export.Dim("height", min=32, max=8192), 3: torch.export.Dim("width", min=32, max=8192)}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        prog = torch.onnx.export(wrapper, (example,), dynamo=True, opset_version=opset, input_names=["image"],
+                                 output_names=list(ONNX_OUTPUTS), dynamic_shapes=dyn, external_data=False,
+                                 verbose=False)
+    prog.save(str(path))
+    proto = onnx.load(str(path))
+    meta = {"featloc.kinds": ",".join(KINDS), "featloc.max_keypoints": str(model.conf["max_keypoints"]),
+            "featloc.nms_radius": str(model.conf["nms_radius"]),
+            "featloc.detection_threshold": str(model.conf["detection_threshold"]),
+            "featloc.remove_borders": str(model.conf["remove_borders"]),
+            "featloc.descriptor_dim": str(model.conf["descriptor_dim"]),
+            "featloc.meta_dim": str(model.conf["meta_dim"])}
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+    result = {"path": str(path), "opset": opset}
+    if verify:
+        result.update(verify_onnx(wrapper, path, (h0 + 32, w0 - 32)))
+    return result
+
+
+def verify_onnx(wrapper: nn.Module, path, size: tuple[int, int]) -> dict:
+    """Compare onnxruntime with PyTorch on a random (H, W) image (a size other than the export example's,
+    to exercise the dynamic shapes). Keypoints are paired by their exact (x, y) position first: near-equal
+    scores may be ordered differently by the two top-k implementations, so row-wise comparison would report
+    swaps rather than numerical differences. Returns the max abs difference over the paired keypoints of all
+    outputs, per output, and the fraction of the valid PyTorch keypoints that onnxruntime found too."""
+    import numpy as np
+    import onnxruntime as ort
+
+    image = torch.rand(1, 1, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = [t.numpy() for t in wrapper(image)]
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"image": image.numpy()})
+    out_names = [o.name for o in sess.get_outputs()]
+    got = [got[out_names.index(name)] for name in ONNX_OUTPUTS]
+    valid_ref = ref[2][0]
+    pos_ref = {tuple(p): i for i, p in enumerate(ref[0][0].tolist()) if valid_ref[i]}
+    pairs = [(pos_ref[tuple(p)], j) for j, p in enumerate(got[0][0].tolist()) if got[2][0][j] and tuple(p) in pos_ref]
+    ir = np.array([a for a, _ in pairs], np.int64)
+    ig = np.array([b for _, b in pairs], np.int64)
+    diffs = {}
+    for name, r, g in zip(ONNX_OUTPUTS, ref, got):
+        r, g = np.asarray(r, np.float32), np.asarray(g, np.float32)
+        r, g = (r[:, :, ir], g[:, :, ig]) if name == "meta" else (r[:, ir], g[:, ig])
+        diffs[name] = float(np.abs(r - g).max()) if r.size else 0.0
+    return {"max_abs_diff": max(diffs.values()), "max_abs_diff_per_output": diffs,
+            "common_keypoints": len(pairs) / max(int(valid_ref.sum()), 1), "num_valid": int(valid_ref.sum()),
+            "verify_size": list(size)}

@@ -1,0 +1,207 @@
+"""Losses of FeatLocNet (all on a batch of samples (A, B, B0) from featloc_ros.training.data).
+
+Descriptors (per kind s, anchors = K grid cells of A with valid correspondences in B and B0):
+- a head INVARIANT to every change applied to the sample: HardNet triplet margin loss on (A, B) with the
+  hardest in-batch negatives (rows and columns), excluding negatives of the same sample within
+  ``neighbor_radius`` pixels of the anchor;
+- a head VARIANT to an applied change: the same HardNet loss on (A, B0) (B0 = the untransformed copy:
+  same geometry without the rotation, no relighting), plus the variant triplet
+  relu(margin_v + ||l(A,p) - l(B0,q0)|| - ||l(A,p) - l(B,q)||) that pushes the anchor away from its
+  transformed counterpart and towards the untransformed one.
+  On samples without any change, every head gets the plain matching loss on (A, B) (B0 == B).
+Meta descriptors: HardNet-style triplet on the invariance-selected distance d(p, q) on (A, B)
+  (local descriptors detached by default, so only the meta branch learns the selection).
+Detector (R2D2-style, dense, fast on CPU):
+- repeatability: 1 - mean cosine similarity of N x N patches of S_A and S_B warped into A;
+- peakiness: 1 - mean(maxpool_N(S) - avgpool_N(S)) on all views;
+- reliability: cells whose descriptor (``reliability_kind``) is distinctive (reciprocal rank P of the true
+  match among the cells of B farther than ``neighbor_radius``) should hold a peak, others should not:
+  mean(1 - P*R - kappa*(1 - R)) with R the max score in the 4x4 cell (as R2D2's AP/reliability loss).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..nn.featloc_net import KINDS, kind_invariances, normalize_meta, sample_map, selected_distance_matrix
+
+DEFAULT_LOSS_CONF = {
+    "points_per_image": 128,
+    "neighbor_radius": 8.0,  # px in A: same-sample negatives closer than this are not negatives
+    "margin": 1.0,  # HardNet margin (distances of unit vectors are in [0, 2])
+    "variant_margin": 0.5,
+    "meta_margin": 0.5,
+    "meta_detach_local": True,
+    "patch_size": 16,  # repeatability / peakiness window
+    "reliability_kind": "ri_ii",
+    "kappa": 0.5,
+    "weights": {"descriptor": 1.0, "variant": 1.0, "meta": 1.0, "repeatability": 1.0, "peakiness": 0.5,
+                "reliability": 0.5},
+}
+
+
+def warp_points(H: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
+    """(B,3,3) homographies, (B,N,2) points -> (B,N,2)."""
+    ph = torch.cat([pts, torch.ones_like(pts[..., :1])], -1) @ H.transpose(1, 2)
+    return ph[..., :2] / ph[..., 2:].clamp(min=1e-8)
+
+
+def lookup_mask(mask: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
+    """(B,S,S) bool, (B,N,2) pixel points -> (B,N) bool: inside the image and mask at the nearest pixel."""
+    h, w = mask.shape[-2:]
+    x, y = pts[..., 0].round().long(), pts[..., 1].round().long()
+    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    idx = (y.clamp(0, h - 1) * w + x.clamp(0, w - 1))
+    return inside & torch.gather(mask.flatten(1), 1, idx)
+
+
+def cell_centers(h4: int, w4: int, stride: int = 4) -> torch.Tensor:
+    """(h4*w4, 2) pixel centres of the cells of a stride-4 map (row-major)."""
+    ys, xs = torch.meshgrid(torch.arange(h4), torch.arange(w4), indexing="ij")
+    return torch.stack([xs, ys], -1).reshape(-1, 2).float() * stride + (stride - 1) / 2
+
+
+def triplet_from_distances(dist: torch.Tensor, exclude: torch.Tensor, valid: torch.Tensor, margin: float
+                           ) -> torch.Tensor:
+    """HardNet loss from an (N,N) anchor x positive distance matrix whose diagonal holds the positives.
+    exclude (N,N) bool: pairs that are not negatives; valid (N,) bool. Hardest negative over the row
+    (other positives for the anchor) and the column (other anchors for the positive)."""
+    if not bool(valid.any()):
+        return dist.sum() * 0
+    ban = exclude | ~(valid[:, None] & valid[None, :])
+    far = dist + 10.0 * ban.to(dist.dtype)
+    neg = torch.minimum(far.min(1).values, far.min(0).values)
+    return F.relu(margin + dist.diagonal() - neg)[valid].mean()
+
+
+def unit_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (2.0 - 2.0 * a @ b.transpose(-1, -2)).clamp(min=1e-6).sqrt()
+
+
+def _sample_desc(local_raw: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
+    """(b,S,D,h,w) raw maps, (b,K,2) -> (S, b*K, D) unit descriptors."""
+    b, s, d, h, w = local_raw.shape
+    x = sample_map(local_raw.reshape(b, s * d, h, w), pts, 4).reshape(b, -1, s, d)
+    return F.normalize(x, dim=-1).permute(2, 0, 1, 3).reshape(s, -1, d)
+
+
+def _sample_meta(meta_raw: torch.Tensor, pts: torch.Tensor, log_tau: torch.Tensor) -> torch.Tensor:
+    b, s, d, h, w = meta_raw.shape
+    x = sample_map(meta_raw.reshape(b, s * d, h, w), pts, 8).reshape(b, -1, s, d)
+    return normalize_meta(x, log_tau).permute(2, 0, 1, 3).reshape(s, -1, d)
+
+
+def detector_losses(scores: torch.Tensor, batch: dict, conf: dict) -> dict[str, torch.Tensor]:
+    """scores (3b,1,S,S) for [A; B; B0] -> repeatability and peakiness losses."""
+    b = batch["A"].shape[0]
+    sa, sb = scores[:b], scores[b:2 * b]
+    S = sa.shape[-1]
+    n = int(conf["patch_size"])
+    pts = cell_centers(S, S, 1)[None].expand(b, -1, -1)  # every pixel of A
+    pb = warp_points(batch["H_AB"], pts)
+    valid = lookup_mask(batch["valid_B"], pb).reshape(b, 1, S, S).float()
+    grid = ((pb + 0.5) / S * 2 - 1).reshape(b, S, S, 2)
+    sbw = F.grid_sample(sb, grid, mode="bilinear", padding_mode="zeros", align_corners=False) * valid
+    sam = sa * valid
+    pool = lambda x: F.avg_pool2d(x, n, n // 2)  # noqa: E731
+    cos = pool(sam * sbw) / (pool(sam * sam) * pool(sbw * sbw)).clamp(min=1e-12).sqrt()
+    frac = pool(valid)
+    use = frac > 0.5
+    rep = 1.0 - cos[use].mean() if bool(use.any()) else scores.sum() * 0
+    k, r = n + 1, n // 2  # separable (k,1) x (1,k) pooling: same result, ~k/2 times cheaper than k x k
+    mx = F.max_pool2d(F.max_pool2d(scores, (1, k), 1, (0, r)), (k, 1), 1, (r, 0))
+    av = F.avg_pool2d(F.avg_pool2d(scores, (1, k), 1, (0, r), count_include_pad=False), (k, 1), 1, (r, 0),
+                      count_include_pad=False)
+    peaky = 1.0 - (mx - av).mean()
+    return {"repeatability": rep, "peakiness": peaky}
+
+
+def compute_losses(out: dict, batch: dict, conf: dict, log_tau: torch.Tensor, generator: torch.Generator
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
+    """``out`` = FeatLocNet.forward_dense(cat([A, B, B0])); ``batch`` from data.collate.
+    Returns (total loss, {name: float} for logging)."""
+    c = {**DEFAULT_LOSS_CONF, **conf, "weights": {**DEFAULT_LOSS_CONF["weights"], **conf.get("weights", {})}}
+    b = batch["A"].shape[0]
+    local_raw, meta_raw = out["local_raw"], out["meta_raw"]
+    h4, w4 = local_raw.shape[-2:]
+    K = int(c["points_per_image"])
+
+    # --- anchors: K cells of A with valid correspondences in B and B0
+    cells = cell_centers(h4, w4)[None].expand(b, -1, -1)
+    pb_all, pb0_all = warp_points(batch["H_AB"], cells), warp_points(batch["H_AB0"], cells)
+    ok = lookup_mask(batch["valid_B"], pb_all) & lookup_mask(batch["valid_B0"], pb0_all)
+    pick = torch.multinomial(ok.double() + 1e-9, K, replacement=False, generator=generator)  # (b, K)
+    valid = torch.gather(ok, 1, pick).reshape(-1)  # (b*K,)
+    pa = torch.gather(cells, 1, pick[..., None].expand(-1, -1, 2))
+    pb = torch.gather(pb_all, 1, pick[..., None].expand(-1, -1, 2))
+    pb0 = torch.gather(pb0_all, 1, pick[..., None].expand(-1, -1, 2))
+    la, lb, lb0 = _sample_desc(local_raw[:b], pa), _sample_desc(local_raw[b:2 * b], pb), _sample_desc(
+        local_raw[2 * b:], pb0)
+    sid = torch.arange(b).repeat_interleave(K)
+    flat_pa = pa.reshape(-1, 2)
+    exclude = (sid[:, None] == sid[None, :]) & (torch.cdist(flat_pa, flat_pa) < c["neighbor_radius"])
+    rot = batch["rotation"].repeat_interleave(K)
+    ill = batch["illumination"].repeat_interleave(K)
+
+    logs: dict[str, float] = {}
+    w = c["weights"]
+    desc_total = la.new_zeros(())
+    var_total = la.new_zeros(())
+    for s, kind in enumerate(KINDS):
+        rot_inv, ill_inv = kind_invariances(kind)
+        variant = (rot & (not rot_inv)) | (ill & (not ill_inv))  # (b*K,) the head must tell this change apart
+        pos = torch.where(variant[:, None], lb0[s], lb[s])
+        l_desc = triplet_from_distances(unit_distances(la[s], pos), exclude, valid, c["margin"])
+        sel = valid & variant
+        if bool(sel.any()):
+            d_pos = (la[s] - lb0[s]).norm(dim=-1)
+            d_neg = (la[s] - lb[s]).norm(dim=-1)
+            l_var = F.relu(c["variant_margin"] + d_pos - d_neg)[sel].mean()
+        else:
+            l_var = la.new_zeros(())
+        desc_total = desc_total + l_desc
+        var_total = var_total + l_var
+        logs[f"desc_{kind}"] = l_desc.item()
+        logs[f"var_{kind}"] = l_var.item()
+
+    # --- meta descriptors: triplet on the invariance-selected distance (A, B)
+    ma, mb = _sample_meta(meta_raw[:b], pa, log_tau), _sample_meta(meta_raw[b:2 * b], pb, log_tau)
+    la_m, lb_m = (la.detach(), lb.detach()) if c["meta_detach_local"] else (la, lb)
+    dsel = selected_distance_matrix(la_m, lb_m, ma, mb)  # (bK, bK)
+    l_meta = triplet_from_distances(dsel, exclude, valid, c["meta_margin"])
+    with torch.no_grad():
+        far = dsel + 10.0 * (exclude & ~torch.eye(len(sid), dtype=torch.bool))
+        logs["acc_selected"] = float((far.argmin(1) == torch.arange(len(sid)))[valid].float().mean())
+        cat_a = F.normalize(la.permute(1, 0, 2).flatten(1), dim=-1)
+        cat_b = F.normalize(lb.permute(1, 0, 2).flatten(1), dim=-1)
+        dc = unit_distances(cat_a, cat_b) + 10.0 * (exclude & ~torch.eye(len(sid), dtype=torch.bool))
+        logs["acc_concat"] = float((dc.argmin(1) == torch.arange(len(sid)))[valid].float().mean())
+        wsel = torch.softmax((ma * mb).sum(-1), 0)  # (S, bK) weights of the true pairs
+        for s, kind in enumerate(KINDS):
+            logs[f"w_{kind}"] = float(wsel[s][valid].mean())
+
+    # --- detector
+    det = detector_losses(out["scores"], batch, c)
+    s_idx = KINDS.index(c["reliability_kind"])
+    with torch.no_grad():
+        # reciprocal rank of the true match among the cells of B (same sample) farther than the radius
+        dense_b = F.normalize(local_raw[b:2 * b, s_idx].flatten(2), dim=1)  # (b, D, h4*w4)
+        anc = la[s_idx].reshape(b, K, -1)
+        sims = anc @ dense_b  # (b, K, h4*w4)
+        pos_sim = (anc * lb[s_idx].reshape(b, K, -1)).sum(-1, keepdim=True)
+        cells_b = cell_centers(h4, w4)
+        near = torch.cdist(pb, cells_b[None].expand(b, -1, -1)) < c["neighbor_radius"]
+        rank = ((sims > pos_sim) & ~near).sum(-1).float()
+        P = (1.0 / (1.0 + rank)).reshape(-1)
+    R = F.max_pool2d(out["scores"][:b], 4, 4)[:, 0].flatten(1)  # (b, h4*w4): max score in each cell
+    R = torch.gather(R, 1, pick).reshape(-1)
+    l_rel = (1.0 - P * R - c["kappa"] * (1.0 - R))[valid].mean()
+
+    total = (w["descriptor"] * desc_total + w["variant"] * var_total + w["meta"] * l_meta
+             + w["repeatability"] * det["repeatability"] + w["peakiness"] * det["peakiness"] + w["reliability"] * l_rel)
+    logs.update({"meta": l_meta.item(), "repeatability": det["repeatability"].item(),
+                 "peakiness": det["peakiness"].item(), "reliability": l_rel.item(),
+                 "reliable_frac": float(P[valid].mean()),
+                 "tau": log_tau.exp().item(), "total": total.item()})
+    return total, logs

@@ -1,0 +1,371 @@
+"""Train FeatLocNet (config-driven, seeded, resumable; glue-factory style).
+
+    python -m featloc_ros.training.train --config featloc_ros/training/configs/featloc_v1.yaml \\
+        [--out runs/featloc_v1] [--resume] [train.steps=100 data.crop_size=128 ...]
+
+Writes to the output directory: checkpoints/last.pt (model + optimizer state dicts, step, RNG states and loss
+history as tensors; re-loaded with ``weights_only=True``), log.txt, loss_curves.png, summary.json; and when
+all steps are done, the exports named in the config's ``export`` section (weights state dict, ONNX model,
+a copy of the summary). Samples are a pure function of (seed, index), and the point sampling of the losses
+of (seed, step), so a resumed run reproduces an uninterrupted one step for step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+DEFAULT_TRAIN_CONF = {
+    "steps": 3000,
+    "batch_size": 6,
+    "lr": 2e-3,
+    "min_lr_factor": 0.05,  # cosine decay to lr * min_lr_factor
+    "warmup_steps": 100,
+    "weight_decay": 1e-4,
+    "grad_clip": 5.0,
+    "num_threads": 2,
+    "log_every": 10,
+    "checkpoint_every": 100,
+    "plot_every": 100,
+}
+
+DEFAULT_EXPORT_CONF = {
+    "weights": None,  # state dict; relative paths are relative to the repository root; None: <out>/model.pt
+    "onnx": None,  # ONNX model (None: no ONNX export)
+    "summary": None,  # a copy of summary.json (e.g. next to the weights, for the model card)
+    "onnx_max_keypoints": 4096,  # fixed k of the ONNX graph (the extractor keeps its own max_keypoints <= k)
+    "onnx_nms_radius": 2,
+    "onnx_detection_threshold": 0.0,  # valid = survived NMS and borders; the extractor applies its threshold
+    "onnx_opset": 18,
+}
+
+
+def _deep_update(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for k, v in (update or {}).items():
+        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    """YAML file (optional ``base``: another YAML relative to it, deep-merged under this one) plus dotted
+    ``key.sub=value`` overrides (values parsed as YAML) -> config dict."""
+    conf: dict = {}
+    if path:
+        path = Path(path)
+        conf = yaml.safe_load(path.read_text()) or {}
+        if "base" in conf:
+            conf = _deep_update(load_config(path.parent / conf.pop("base")), conf)
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not key=value")
+        node = conf
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = yaml.safe_load(value)
+    return conf
+
+
+def full_config(conf: dict) -> dict:
+    """Fill in defaults of every section and validate the keys."""
+    from ..nn.featloc_net import FeatLocNet
+    from .data import DEFAULT_DATA_CONF
+    from .losses import DEFAULT_LOSS_CONF
+
+    known = {"seed", "model", "data", "loss", "train", "export", "name"}
+    unknown = set(conf) - known
+    if unknown:
+        raise ValueError(f"training config: unknown sections {sorted(unknown)}")
+    sections = {"data": DEFAULT_DATA_CONF, "loss": DEFAULT_LOSS_CONF, "train": DEFAULT_TRAIN_CONF,
+                "export": DEFAULT_EXPORT_CONF}
+    out = {"name": conf.get("name", "featloc"), "seed": int(conf.get("seed", 0)),
+           "model": dict(conf.get("model") or {})}
+    for name, default in sections.items():
+        given = conf.get(name) or {}
+        bad = set(given) - set(default)
+        if bad:
+            raise ValueError(f"training config [{name}]: unknown keys {sorted(bad)}")
+        out[name] = _deep_update(default, given)
+    bad = set(out["model"]) - set(FeatLocNet.default_conf)
+    if bad:
+        raise ValueError(f"training config [model]: unknown keys {sorted(bad)}")
+    if out["data"]["crop_size"] % 32:
+        raise ValueError("data.crop_size must be a multiple of 32")
+    if out["loss"]["points_per_image"] > (out["data"]["crop_size"] // 4) ** 2:
+        raise ValueError("loss.points_per_image exceeds the number of 1/4-resolution cells of a crop")
+    return out
+
+
+def _resolve(path: str | None, default: Path | None = None) -> Path | None:
+    if not path:
+        return default
+    p = Path(path)
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def learning_rate(step: int, c: dict) -> float:
+    if step < c["warmup_steps"]:
+        return c["lr"] * (step + 1) / c["warmup_steps"]
+    t = (step - c["warmup_steps"]) / max(1, c["steps"] - c["warmup_steps"])
+    return c["lr"] * (c["min_lr_factor"] + (1 - c["min_lr_factor"]) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+# ----------------------------------------------------------------------------------------------------
+# checkpoints: tensors and plain containers only (torch.load(..., weights_only=True))
+# ----------------------------------------------------------------------------------------------------
+
+
+def _rng_state_tensors() -> dict:
+    import torch
+
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "numpy_pos": torch.tensor([np_state[2], np_state[3]], dtype=torch.int64),
+            "numpy_gauss": torch.tensor([np_state[4]], dtype=torch.float64),
+            "python": torch.tensor(py_state[1], dtype=torch.int64)}
+
+
+def _set_rng_state(state: dict):
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    pos, has_gauss = (int(v) for v in state["numpy_pos"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss,
+                         float(state["numpy_gauss"][0])))
+    random.setstate((3, tuple(int(v) for v in state["python"]), None))
+
+
+def save_checkpoint(path: Path, model, optimizer, step: int, history: dict, conf: dict):
+    import torch
+
+    names = sorted(history["logs"][0]) if history["logs"] else []
+    table = torch.tensor([[row[n] for n in names] for row in history["logs"]], dtype=torch.float64)
+    ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": torch.tensor(step),
+            "rng": _rng_state_tensors(), "history_names": names, "history": table,
+            "history_steps": torch.tensor(history["steps"], dtype=torch.int64),
+            "history_time": torch.tensor(history["time"], dtype=torch.float64),
+            "config_yaml": yaml.safe_dump(conf, sort_keys=True)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model, optimizer) -> tuple[int, dict, str]:
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    _set_rng_state(ckpt["rng"])
+    names = ckpt["history_names"]
+    logs = [dict(zip(names, row)) for row in ckpt["history"].tolist()]
+    history = {"steps": ckpt["history_steps"].tolist(), "logs": logs, "time": ckpt["history_time"].tolist()}
+    return int(ckpt["step"]), history, ckpt["config_yaml"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# plots and summary
+# ----------------------------------------------------------------------------------------------------
+
+
+def _smooth(y: np.ndarray, n: int) -> np.ndarray:
+    if len(y) < n or n <= 1:
+        return y
+    k = np.ones(n) / n
+    return np.concatenate([y[: n - 1], np.convolve(y, k, mode="valid")])
+
+
+def plot_history(history: dict, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..nn.featloc_net import KINDS
+
+    if not history["logs"]:
+        return
+    steps = np.array(history["steps"])
+    get = lambda k: np.array([r.get(k, np.nan) for r in history["logs"]])  # noqa: E731
+    n = max(1, len(steps) // 50)
+    panels = [("total", ["total"]), ("descriptor (HardNet)", [f"desc_{k}" for k in KINDS]),
+              ("variant triplet", [f"var_{k}" for k in KINDS]), ("meta (selected distance)", ["meta"]),
+              ("detector", ["repeatability", "peakiness", "reliability"]),
+              ("nearest-neighbour accuracy", ["acc_selected", "acc_concat"]),
+              ("selection weight of true pairs", [f"w_{k}" for k in KINDS])]
+    fig, axes = plt.subplots(2, 4, figsize=(18, 8))
+    for ax, (title, keys) in zip(axes.flat, panels):
+        for k in keys:
+            ax.plot(steps, _smooth(get(k), n), label=k, lw=1)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+    axes.flat[-1].axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _final_losses(history: dict, last: int = 50) -> dict:
+    rows = history["logs"][-last:]
+    return {k: float(np.mean([r[k] for r in rows])) for k in sorted(rows[0])} if rows else {}
+
+
+# ----------------------------------------------------------------------------------------------------
+# training
+# ----------------------------------------------------------------------------------------------------
+
+
+def train(conf: dict, out_dir: str | Path, resume: bool = False, max_steps: int | None = None, log=print) -> dict:
+    """Train with a (partial) config; ``max_steps`` stops early (after a checkpoint) without changing the
+    schedule, as an interruption would. Returns the summary dict."""
+    import torch
+
+    from ..nn.featloc_net import FeatLocNet
+    from .data import PairDataset, collate
+    from .losses import compute_losses
+
+    conf = full_config(conf)
+    tc, seed = conf["train"], conf["seed"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoints" / "last.pt"
+    logfile = open(out_dir / "log.txt", "a")
+
+    def say(msg: str):
+        log(msg)
+        logfile.write(msg + "\n")
+        logfile.flush()
+
+    torch.set_num_threads(int(tc["num_threads"]))
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    model = FeatLocNet(conf["model"]).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    t0 = time.time()
+    dataset = PairDataset(conf["data"], seed)
+    say(f"[featloc] data: {json.dumps(dataset.describe_sources())} (loaded in {time.time() - t0:.1f}s)")
+    step, history = 0, {"steps": [], "logs": [], "time": []}
+    if resume and ckpt_path.is_file():
+        step, history, old_yaml = load_checkpoint(ckpt_path, model, optimizer)
+        if old_yaml != yaml.safe_dump(conf, sort_keys=True):
+            say("[featloc] warning: the configuration differs from the checkpoint's")
+        say(f"[featloc] resumed from {ckpt_path} at step {step}")
+    elif resume:
+        say(f"[featloc] no checkpoint at {ckpt_path}: starting from scratch")
+    nparams = sum(p.numel() for p in model.parameters())
+    say(f"[featloc] {nparams} parameters; {tc['steps']} steps of {tc['batch_size']} pairs "
+        f"({conf['data']['crop_size']} px), {tc['num_threads']} threads -> {out_dir}")
+    stop = tc["steps"] if max_steps is None else min(tc["steps"], max_steps)
+    elapsed0 = history["time"][-1] if history["time"] else 0.0
+    t_start, step_start = time.time(), step
+    while step < stop:
+        lr = learning_rate(step, tc)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        B = tc["batch_size"]
+        batch = collate([dataset[step * B + i] for i in range(B)])
+        out = model.forward_dense(torch.cat([batch["A"], batch["B"], batch["B0"]]))
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        loss, logs = compute_losses(out, batch, conf["loss"], model.meta_log_tau, gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
+        optimizer.step()
+        step += 1
+        logs["lr"] = lr
+        history["steps"].append(step)
+        history["logs"].append(logs)
+        history["time"].append(elapsed0 + time.time() - t_start)
+        if step % tc["log_every"] == 0 or step == stop:
+            sps = (time.time() - t_start) / (step - step_start)
+            eta = sps * (tc["steps"] - step)
+            say(f"[featloc] step {step}/{tc['steps']} loss {logs['total']:.4f} "
+                f"desc {np.mean([logs[k] for k in logs if k.startswith('desc_')]):.3f} meta {logs['meta']:.3f} "
+                f"rep {logs['repeatability']:.3f} acc_sel {logs['acc_selected']:.2f} lr {lr:.2e} "
+                f"{sps:.2f}s/step eta {eta / 60:.1f}min")
+        if step % tc["checkpoint_every"] == 0 or step == stop:
+            save_checkpoint(ckpt_path, model, optimizer, step, history, conf)
+        if step % tc["plot_every"] == 0 or step == stop:
+            plot_history(history, out_dir / "loss_curves.png")
+    summary = {"name": conf["name"], "steps": step, "completed": step >= tc["steps"], "seed": seed,
+               "parameters": nparams, "final_losses": _final_losses(history),
+               "train_time_s": history["time"][-1] if history["time"] else 0.0,
+               "data_sources": dataset.describe_sources(),
+               "threads": tc["num_threads"], "config": conf, "torch": torch.__version__}
+    if step >= tc["steps"]:
+        summary["exports"] = export(model, conf, out_dir, say)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary_copy = _resolve(conf["export"]["summary"])
+    if summary_copy and step >= tc["steps"]:
+        summary_copy.parent.mkdir(parents=True, exist_ok=True)
+        summary_copy.write_text(json.dumps(summary, indent=2))
+    logfile.close()
+    return summary
+
+
+def export(model, conf: dict, out_dir: Path, say=print) -> dict:
+    """Write the weights (state dict) and, if configured, the ONNX model (verified with onnxruntime)."""
+    import torch
+
+    from ..nn.featloc_net import export_onnx
+
+    ec = conf["export"]
+    model = model.eval()
+    result = {}
+    weights = _resolve(ec["weights"], out_dir / "model.pt")
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), weights)
+    result["weights"] = str(weights)
+    say(f"[featloc] weights -> {weights}")
+    onnx_path = _resolve(ec["onnx"])
+    if onnx_path:
+        try:
+            res = export_onnx(model, onnx_path, max_keypoints=ec["onnx_max_keypoints"],
+                              nms_radius=ec["onnx_nms_radius"],
+                              detection_threshold=ec["onnx_detection_threshold"], opset=ec["onnx_opset"])
+            result["onnx"] = res
+            say(f"[featloc] onnx -> {onnx_path} (onnxruntime vs torch max abs diff {res['max_abs_diff']:.2e})")
+        except Exception as exc:  # keep the trained weights even if the export fails
+            result["onnx_error"] = f"{type(exc).__name__}: {exc}"
+            say(f"[featloc] ONNX export failed: {result['onnx_error']}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="training YAML (featloc_ros/training/configs/*.yaml)")
+    p.add_argument("--out", default=None, help="output directory (default runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt if present")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (schedule unchanged)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100")
+    args = p.parse_args(argv)
+    conf = load_config(args.config, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    summary = train(conf, out, resume=args.resume, max_steps=args.max_steps)
+    print(json.dumps({k: summary[k] for k in ("steps", "completed", "final_losses", "train_time_s")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""FeatLocNet (featloc_ros.nn), its ONNX export, the FeatLoc extractor and the invariance-selected matcher.
+Randomly initialised weights only: no training claims here."""
+
+import importlib.util
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from featloc_ros.nn.featloc_net import (KINDS, FeatLocNet, concat_descriptors, detect_keypoints, export_onnx,
+                                        invariance_weights, normalize_meta, sample_map, selected_distance_matrix,
+                                        selected_distance_pairs)
+
+torch.set_num_threads(1)
+
+
+def _net(**conf) -> FeatLocNet:
+    torch.manual_seed(0)
+    return FeatLocNet({"max_keypoints": 64, **conf}).eval()
+
+
+def _image(h=96, w=128, seed=0) -> np.ndarray:
+    """A textured uint8 RGB test image (random shapes, blurred)."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 128, np.uint8)
+    for _ in range(40):
+        c = tuple(int(v) for v in rng.integers(0, 256, 3))
+        cv2.circle(img, tuple(int(v) for v in rng.integers(0, [w, h])), int(rng.integers(2, 12)), c, -1)
+    return cv2.GaussianBlur(img, (0, 0), 0.8)
+
+
+def test_forward_shapes_and_norms():
+    net = _net()
+    x = torch.rand(2, 1, 96, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = net({"image": x})
+    assert out["keypoints"].shape == (2, 64, 2) and out["scores"].shape == (2, 64) and out["valid"].shape == (2, 64)
+    assert out["local"].shape == (2, 4, 64, net.conf["descriptor_dim"])
+    assert out["meta"].shape == (2, 4, 64, net.conf["meta_dim"])
+    torch.testing.assert_close(out["local"].norm(dim=-1), torch.ones(2, 4, 64))
+    tau = net.meta_log_tau.exp()
+    torch.testing.assert_close(out["meta"].norm(dim=-1), tau.sqrt().expand(2, 4, 64))
+    k = out["keypoints"]
+    assert (k[..., 0] >= 0).all() and (k[..., 0] <= 127).all() and (k[..., 1] >= 0).all() and (k[..., 1] <= 95).all()
+    assert (out["scores"][:, :-1] >= out["scores"][:, 1:]).all()  # sorted
+    dense = net.forward_dense(torch.rand(1, 3, 100, 130))  # RGB input and sizes that are not multiples of 16
+    assert dense["scores"].shape == (1, 1, 100, 130)
+    assert dense["local_raw"].shape[:3] == (1, 4, 64) and dense["meta_raw"].shape[:3] == (1, 4, 16)
+
+
+def test_fixed_k_validity_mask():
+    scores = torch.zeros(1, 1, 40, 50)
+    peaks = [(10, 7, 0.9), (30, 20, 0.8), (12, 33, 0.5)]  # (x, y, score)
+    for x, y, s in peaks:
+        scores[0, 0, y, x] = s
+        scores[0, 0, y, x + 1] = s * 0.5  # a weaker neighbour, removed by NMS
+    kpts, sc, valid = detect_keypoints(scores, k=10, nms_radius=2, threshold=0.1, border=2)
+    assert kpts.shape == (1, 10, 2) and valid.shape == (1, 10)
+    assert int(valid.sum()) == 3
+    np.testing.assert_array_equal(kpts[0, :3].numpy(), [[10, 7], [30, 20], [12, 33]])
+    np.testing.assert_allclose(sc[0, :3].numpy(), [0.9, 0.8, 0.5])
+    assert not valid[0, 3:].any()
+    # a peak inside the border is not detected
+    scores[0, 0, 1, 1] = 1.0
+    _, _, valid2 = detect_keypoints(scores, k=10, nms_radius=2, threshold=0.1, border=2)
+    assert int(valid2.sum()) == 3
+
+
+def test_selected_distance_matches_hand_computation():
+    g = torch.Generator().manual_seed(0)
+    S, n0, n1, d, dm = 4, 5, 7, 8, 3
+    l0 = F.normalize(torch.randn(S, n0, d, generator=g), dim=-1)
+    l1 = F.normalize(torch.randn(S, n1, d, generator=g), dim=-1)
+    m0, m1 = torch.randn(S, n0, dm, generator=g), torch.randn(S, n1, dm, generator=g)
+    w = invariance_weights(m0, m1)
+    torch.testing.assert_close(w.sum(0), torch.ones(n0, n1))
+    dist = selected_distance_matrix(l0, l1, m0, m1)
+    hand = torch.zeros(n0, n1)
+    for i in range(n0):
+        for j in range(n1):
+            logits = torch.tensor([float(m0[s, i] @ m1[s, j]) for s in range(S)])
+            ws = torch.exp(logits) / torch.exp(logits).sum()
+            hand[i, j] = sum(ws[s] * torch.linalg.norm(l0[s, i] - l1[s, j]) for s in range(S))
+    torch.testing.assert_close(dist, hand, atol=1e-5, rtol=1e-5)
+    # row-wise version used by the losses
+    k = min(n0, n1)
+    torch.testing.assert_close(selected_distance_pairs(l0[:, :k], l1[:, :k], m0[:, :k], m1[:, :k]),
+                               dist.diagonal()[:k], atol=1e-5, rtol=1e-5)
+    # numpy version used by the matcher
+    from featloc_ros.matching.invariance_selected import selected_distance_matrix as np_dist
+
+    np.testing.assert_allclose(np_dist(l0.numpy(), l1.numpy(), m0.numpy(), m1.numpy()), hand.numpy(), atol=1e-5)
+    cat = concat_descriptors(l0)
+    assert cat.shape == (n0, S * d)
+    torch.testing.assert_close(cat.norm(dim=-1), torch.ones(n0))
+    torch.testing.assert_close(cat, l0.transpose(0, 1).flatten(1) / 2)
+
+
+def test_sampling_convention_and_sparse_equals_dense():
+    # a map whose value is the cell's pixel centre: sampling at a pixel position returns that position
+    h4, w4 = 6, 8
+    ys, xs = torch.meshgrid(torch.arange(h4), torch.arange(w4), indexing="ij")
+    fmap = torch.stack([xs * 4 + 1.5, ys * 4 + 1.5]).float()[None]
+    pts = torch.tensor([[[1.5, 1.5], [9.5, 5.5], [11.0, 7.25]]])
+    torch.testing.assert_close(sample_map(fmap, pts, 4)[0], pts[0])
+    # sparse inference path (sample the trunk, then project) == sampling the dense descriptor map
+    net = _net()
+    x = torch.rand(1, 1, 64, 96, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        out = net({"image": x})
+        dense = net.forward_dense(x)
+    kp = out["keypoints"]
+    for s in range(4):
+        ref = F.normalize(sample_map(dense["local_raw"][:, s], kp, 4), dim=-1)
+        torch.testing.assert_close(out["local"][0, s], ref[0], atol=1e-5, rtol=1e-4)
+        ref_m = normalize_meta(sample_map(dense["meta_raw"][:, s], kp, 8), net.meta_log_tau)
+        torch.testing.assert_close(out["meta"][0, s], ref_m[0], atol=1e-5, rtol=1e-4)
+
+
+def test_rotation_invariance_kinds_are_named_consistently():
+    from featloc_ros.nn.featloc_net import kind_invariances
+
+    assert KINDS == ("rv_iv", "ri_iv", "rv_ii", "ri_ii")
+    assert [kind_invariances(k) for k in KINDS] == [(False, False), (True, False), (False, True), (True, True)]
+
+
+# ---------------------------------------------------------------------------------------------------- ONNX
+
+
+def _onnx_available() -> str | None:
+    for mod in ("onnx", "onnxruntime", "onnxscript"):
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} is not installed (needed by torch.onnx.export(dynamo=True))"
+    return None
+
+
+@pytest.fixture(scope="module")
+def shipped_like(tmp_path_factory):
+    """Random weights saved as a state dict, plus their ONNX export (k=128), as training would write them."""
+    d = tmp_path_factory.mktemp("featloc_model")
+    net = _net()
+    torch.save(net.state_dict(), d / "featloc_test.pt")
+    result = None
+    if _onnx_available() is None:
+        result = export_onnx(net, d / "featloc_test.onnx", max_keypoints=128, nms_radius=2, detection_threshold=0.0,
+                             verify_size=(64, 96))
+    return {"dir": d, "weights": d / "featloc_test.pt", "onnx": result}
+
+
+def test_onnx_export_round_trip(shipped_like):
+    reason = _onnx_available()
+    if reason:
+        pytest.skip(reason)
+    res = shipped_like["onnx"]
+    assert res["verify_size"] != [64, 96]  # verified at a size other than the export example (dynamic H, W)
+    assert res["common_keypoints"] > 0.95
+    assert res["max_abs_diff"] < 1e-4, res
+
+
+# ---------------------------------------------------------------------------------------------------- extractor
+
+
+def test_extractor_keypoints_in_full_image_coordinates(shipped_like):
+    from featloc_ros.features import create_extractor
+
+    img = _image(96, 128)
+    conf = {"name": "featloc", "weights": str(shipped_like["weights"]), "max_keypoints": 50,
+            "detection_threshold": 0.0}
+    full = create_extractor({**conf, "resize_max": 64})(img)  # detection on 64x48
+    small_img = cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (64, 48), interpolation=cv2.INTER_AREA)
+    small = create_extractor({**conf, "resize_max": 0})(small_img)
+    assert full.image_size == (128, 96) and small.image_size == (64, 48)
+    assert len(full) == len(small) and 10 < len(full) <= 50
+    np.testing.assert_allclose(full.keypoints, (small.keypoints + 0.5) * 2 - 0.5, atol=1e-5)
+    np.testing.assert_allclose(full.descriptors, small.descriptors, atol=1e-6)
+    assert full.keypoints.dtype == np.float32 and full.descriptors.dtype == np.float32
+    assert full.keypoints[:, 0].max() > 64  # spans the full-size image
+    assert full.descriptors.shape == (len(full), 4 * (64 + 16))
+
+
+def test_extractor_descriptor_forms_and_matcher(shipped_like):
+    from featloc_ros.features import create_extractor
+    from featloc_ros.matching import create_matcher
+
+    img = _image(96, 128, seed=3)
+    base = {"name": "featloc", "weights": str(shipped_like["weights"]), "max_keypoints": 40,
+            "detection_threshold": 0.0, "resize_max": 0}
+    for form, dim in [("concat", 256), ("rv_iv", 64), ("ri_ii", 64)]:
+        f = create_extractor({**base, "descriptor": form})(img)
+        assert f.descriptors.shape == (len(f), dim) and len(f) > 10
+        np.testing.assert_allclose(np.linalg.norm(f.descriptors, axis=1), 1.0, atol=1e-5)
+    ext = create_extractor(base)
+    feats = ext(img)
+    d, dm = ext.dims
+    assert feats.descriptors.shape[1] == ext.descriptor_dim == 4 * (d + dm)
+    assert ext.layout["l_rv_iv"] == (0, d) and ext.layout["m_ri_ii"] == (4 * d + 3 * dm, 4 * (d + dm))
+    np.testing.assert_allclose(np.linalg.norm(feats.descriptors[:, :d], axis=1), 1.0, atol=1e-5)
+    m = create_matcher("featloc_isnn")(feats, feats.subset(np.arange(len(feats))[::-1]))
+    assert len(m) > 0  # (random weights: descriptors are not distinctive, so no accuracy claim)
+
+
+def test_invariance_selected_matcher_on_synthetic_descriptors():
+    from featloc_ros.matching import create_matcher
+    from featloc_ros.matching.invariance_selected import invariance_selected_match, split_selected
+
+    rng = np.random.default_rng(0)
+    n, d, dm = 300, 64, 16
+    local = rng.normal(size=(4, n, d)).astype(np.float32)
+    local /= np.linalg.norm(local, axis=-1, keepdims=True)
+    meta = rng.normal(size=(4, n, dm)).astype(np.float32)
+    desc0 = np.concatenate([*local, *meta], axis=1)
+    l_back, m_back = split_selected(desc0, 4, d, dm)
+    np.testing.assert_array_equal(l_back, local)
+    np.testing.assert_array_equal(m_back, meta)
+    perm = rng.permutation(n)
+    noisy = local[:, perm] + 0.05 * rng.normal(size=(4, n, d)).astype(np.float32)
+    noisy /= np.linalg.norm(noisy, axis=-1, keepdims=True)
+    desc1 = np.concatenate([*noisy, *meta[:, perm]], axis=1)
+    m = invariance_selected_match(desc0, desc1, block=64)  # several row blocks
+    assert len(m) == n
+    np.testing.assert_array_equal(perm[m.indices[:, 1]], m.indices[:, 0])
+    # with a ratio test and through the registry
+    from featloc_ros.features import Features
+
+    f0 = Features(np.zeros((n, 2), np.float32), np.ones(n, np.float32), desc0, (10, 10))
+    f1 = Features(np.zeros((n, 2), np.float32), np.ones(n, np.float32), desc1, (10, 10))
+    m2 = create_matcher("featloc_isnn_ratio")(f0, f1)
+    assert len(m2) > 0.9 * n and np.all(perm[m2.indices[:, 1]] == m2.indices[:, 0])
+    with pytest.raises(ValueError, match="columns"):
+        invariance_selected_match(desc0[:, :100], desc1[:, :100])
+
+
+def test_extractor_onnxruntime_backend_matches_torch(shipped_like):
+    reason = _onnx_available()
+    if reason:
+        pytest.skip(reason)
+    from featloc_ros.features import create_extractor
+
+    img = _image(96, 128, seed=5)
+    base = {"name": "featloc", "weights": str(shipped_like["weights"]), "max_keypoints": 100,
+            "detection_threshold": 0.0, "resize_max": 0}
+    ft = create_extractor(base)(img)
+    fo = create_extractor({**base, "backend": "onnxruntime"})(img)
+    pos = {tuple(p): i for i, p in enumerate(ft.keypoints.tolist())}
+    pairs = [(pos[tuple(p)], j) for j, p in enumerate(fo.keypoints.tolist()) if tuple(p) in pos]
+    assert len(pairs) >= 0.9 * len(ft)  # near-equal scores may be ranked differently at the k-th place
+    i, j = np.array(pairs).T
+    np.testing.assert_allclose(ft.descriptors[i], fo.descriptors[j], atol=1e-4)
+
+
+def test_extractor_missing_weights_message(tmp_path):
+    from featloc_ros.features import create_extractor
+
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(FileNotFoundError, match="featloc_ros.training.train") as err:
+        create_extractor({"name": "featloc", "weights": str(missing)})
+    assert str(missing) in str(err.value)
