@@ -77,7 +77,16 @@ def worker(work: Path, max_keypoints: int, warmup: int) -> dict:
         for s in STAGES:
             times[s].append(t.get(s, 0.0))
     return {"times_ms": times, "localized": localized, "runs": len(blobs),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """VmHWM of this process. (getrusage's ru_maxrss survives fork + exec on Linux, so a child
+    would report its parent's peak.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def stats(values) -> dict:

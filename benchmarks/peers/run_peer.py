@@ -82,6 +82,14 @@ def _versions() -> dict:
     return out
 
 
+def _peak_rss_kb() -> int:
+    """VmHWM of this process (ru_maxrss survives fork + exec on Linux and would report the parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _log(msg: str) -> None:
     print(f"[run_peer] {msg}", file=sys.stderr, flush=True)
 
@@ -378,7 +386,7 @@ def run_job(job: dict, out_dir: Path) -> dict:
         "config": peer.config, "versions": _versions(), "torch_version": torch.__version__,
         "python": platform.python_version(), "device": "cpu",
         # Linux reports ru_maxrss in KiB.
-        "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "peak_rss_kb": _peak_rss_kb(),
     }
     info["peak_rss_mb"] = info["peak_rss_kb"] / 1024.0
     (out_dir / "info.json").write_text(json.dumps(info, indent=1, default=str))
