@@ -108,7 +108,8 @@ def main(argv=None) -> int:
     md = [f"# Homography benchmark{' (quick subset)' if args.quick else ''}\n",
           f"{args.max_keypoints} keypoints, images at most 640 px (graf at 800x640), mutual NN for descriptor-only "
           "methods. MMA = mean matching accuracy; H acc / AUC = homography estimation (OpenCV MAGSAC, 3 px) "
-          "judged by the mean error of the four image corners.\n"]
+          "judged by the mean error of the four image corners. The extract/match times here are side information "
+          "(the machine may be busy during a long run); latency.md has the controlled timings.\n"]
     for set_name, by_method in results.items():
         n = next(iter(by_method.values()))["num_pairs"] if by_method else 0
         md.append(f"\n## {set_name} ({n} pairs)\n")

@@ -98,6 +98,10 @@ OURS = {
     "rootsift+mnn_ratio": ("rootsift", "mnn_ratio"),  # the featloc baseline pipeline
     "sift+mnn_ratio": ("sift", "mnn_ratio"),
     "rootsift+mnn": ("rootsift", "mnn"),
+    # learned (models/featloc_v1.pt): invariance selection on, and the ablation variants
+    "featloc+isnn": ("featloc", "featloc_isnn"),
+    "featloc_concat+mnn": ("featloc_concat", "mnn"),
+    **{f"featloc_{k}+mnn": (f"featloc_{k}", "mnn") for k in ("rv_iv", "ri_iv", "rv_ii", "ri_ii")},
 }
 DEFAULT_METHODS = ["rootsift+mnn_ratio", "sift+mnn_ratio", "orb+hamming_mnn", "xfeat_mnn", "xfeat_lighterglue",
                    "aliked_lightglue", "disk_lightglue"]
@@ -108,7 +112,13 @@ def resolve_methods(names: list[str]) -> tuple[list, dict[str, str]]:
     methods, skipped = [], {}
     for name in names:
         if name in OURS:
-            methods.append(RegistryMethod(name, *OURS[name]))
+            method = RegistryMethod(name, *OURS[name])
+            try:
+                method._extractor(64)
+            except FileNotFoundError as e:
+                skipped[name] = str(e).splitlines()[0]
+                continue
+            methods.append(method)
         elif name == OrbMethod.name:
             methods.append(OrbMethod())
         elif name in PEER_METHODS:
