@@ -30,7 +30,22 @@ THREADS = 2
 STAGES = ("decode", "extract", "retrieve", "match", "pnp", "total")
 
 
-def render_inputs(work: Path, num_queries: int) -> None:
+SIFT_CONF = {"name": "sift", "rootsift": True, "max_keypoints": 2048}
+FEATLOC_CONF = {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048}
+
+
+def learned_available() -> str | None:
+    """None if the shipped FeatLoc weights load, else the reason."""
+    from featloc_ros.features import create_extractor
+
+    try:
+        create_extractor(FEATLOC_CONF)
+    except (FileNotFoundError, ImportError) as e:
+        return str(e).splitlines()[0]
+    return None
+
+
+def render_inputs(work: Path, num_queries: int, learned: bool) -> None:
     from featloc_ros.demo.scene import DemoScene, camera_path, demo_intrinsics
     from featloc_ros.geometry import Camera
     from featloc_ros.mapping.builder import KeyframeInput, build_map
@@ -41,7 +56,9 @@ def render_inputs(work: Path, num_queries: int) -> None:
     scene = DemoScene()
     kfs = [KeyframeInput(f"kf{i:03d}.jpg", scene.render(T, K, w, h)[0], cam, T, i)
            for i, T in enumerate(camera_path("mapping", 60))]
-    build_map(kfs, work / "map", features={"name": "sift", "rootsift": True, "max_keypoints": 2048}, progress=False)
+    build_map(kfs, work / "map_sift", features=SIFT_CONF, matcher="mnn_ratio", progress=False)
+    if learned:
+        build_map(kfs, work / "map_featloc", features=FEATLOC_CONF, matcher="featloc_isnn", progress=False)
     qdir = work / "queries"
     qdir.mkdir()
     for i, T in enumerate(camera_path("query", num_queries)):
@@ -50,15 +67,22 @@ def render_inputs(work: Path, num_queries: int) -> None:
     (work / "camera.json").write_text(json.dumps(cam.to_dict()))
 
 
-def worker(work: Path, max_keypoints: int, warmup: int) -> dict:
-    """Runs in a fresh process: load the map, localize every query (decode from JPEG bytes)."""
+def worker(work: Path, max_keypoints: int, warmup: int, pipeline: str) -> dict:
+    """Runs in a fresh process: load the map, localize every query (decode from JPEG bytes).
+    pipeline: "sift" or "featloc-torch" / "featloc-onnxruntime"."""
     cv2.setNumThreads(THREADS)
     from featloc_ros.geometry import Camera
     from featloc_ros.localization import Localizer
 
     cam = Camera.from_dict(json.loads((work / "camera.json").read_text()))
-    loc = Localizer.from_map_dir(work / "map", {"features": {"name": "sift", "rootsift": True,
-                                                             "max_keypoints": max_keypoints, "resize_max": 0}})
+    if pipeline == "sift":
+        map_dir, feats = work / "map_sift", {**SIFT_CONF, "max_keypoints": max_keypoints, "resize_max": 0}
+    else:
+        backend = pipeline.split("-", 1)[1]
+        map_dir = work / "map_featloc"
+        feats = {**FEATLOC_CONF, "max_keypoints": max_keypoints, "resize_max": 0, "backend": backend,
+                 "num_threads": THREADS}
+    loc = Localizer.from_map_dir(map_dir, {"features": feats})
     blobs = [p.read_bytes() for p in sorted((work / "queries").glob("*.jpg"))]
     times = {s: [] for s in STAGES}
     localized = 0
@@ -98,26 +122,33 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="1024 keypoints only, 20 runs, no peers")
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--worker", nargs=2, metavar=("WORKDIR", "KEYPOINTS"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", nargs=3, metavar=("WORKDIR", "KEYPOINTS", "PIPELINE"), help=argparse.SUPPRESS)
     p.add_argument("--peers", nargs="*", default=["xfeat_mnn", "xfeat_lighterglue", "aliked_lightglue",
                                                   "disk_lightglue"])
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(Path(args.worker[0]), int(args.worker[1]), args.warmup)))
+        print(json.dumps(worker(Path(args.worker[0]), int(args.worker[1]), args.warmup, args.worker[2])))
         return 0
     kp_list = [1024] if args.quick else [512, 1024, 2048]
     results = {"ours": {}, "peers": {}}
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), OPENBLAS_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
+    no_learned = learned_available()
+    pipelines = {"rootsift+mnn_ratio (OpenCV, numpy, pycolmap)": ("sift", kp_list)}
+    if no_learned is None:
+        pipelines["featloc+isnn (PyTorch)"] = ("featloc-torch", kp_list)
+        pipelines["featloc+isnn (ONNX Runtime)"] = ("featloc-onnxruntime", [2048])  # the ONNX graph has k = 2048
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        render_inputs(work, args.runs)
-        for k in kp_list:
-            out = subprocess.run([sys.executable, __file__, "--worker", str(work), str(k), "--warmup",
-                                  str(args.warmup)], capture_output=True, text=True, env=env, check=True)
-            res = json.loads(out.stdout.strip().splitlines()[-1])
-            results["ours"][k] = {"stages": {s: stats(v) for s, v in res["times_ms"].items()},
-                                  "localized": res["localized"], "runs": res["runs"], "peak_rss_mb": res["peak_rss_mb"]}
-            print(f"rootsift+mnn_ratio {k}: total median {results['ours'][k]['stages']['total']['median']:.0f} ms")
+        render_inputs(work, args.runs, no_learned is None)
+        for label, (pipeline, kps) in pipelines.items():
+            for k in kps:
+                out = subprocess.run([sys.executable, __file__, "--worker", str(work), str(k), pipeline, "--warmup",
+                                      str(args.warmup)], capture_output=True, text=True, env=env, check=True)
+                res = json.loads(out.stdout.strip().splitlines()[-1])
+                results["ours"].setdefault(label, {})[k] = {
+                    "stages": {s: stats(v) for s, v in res["times_ms"].items()}, "localized": res["localized"],
+                    "runs": res["runs"], "peak_rss_mb": res["peak_rss_mb"]}
+                print(f"{label} {k}: total median {results['ours'][label][k]['stages']['total']['median']:.0f} ms")
         skipped = {}
         if not args.quick and args.peers:
             from peers.client import peer_info, run_peer_pairs
@@ -136,21 +167,26 @@ def main(argv=None) -> int:
                         "peak_rss_mb": info.get("peak_rss_mb")}
                     print(f"{m.name} {k}: extract {results['peers'][m.name][k]['extract_ms']['median']:.0f} ms")
     rows = []
-    for k, r in results["ours"].items():
-        st = r["stages"]
-        rows.append(["rootsift+mnn_ratio (OpenCV, numpy, pycolmap)", k, *[f"{st[s]['median']:.1f} / {st[s]['p90']:.1f}"
-                                                                          for s in STAGES], r["peak_rss_mb"]])
+    for label, by_k in results["ours"].items():
+        for k, r in by_k.items():
+            st = r["stages"]
+            rows.append([label, k, *[f"{st[s]['median']:.1f} / {st[s]['p90']:.1f}" for s in STAGES],
+                         f"{r['localized']}/{r['runs']}", r["peak_rss_mb"]])
     for name, by_k in results["peers"].items():
         for k, r in by_k.items():
             rows.append([f"{name} (PyTorch)", k, "–", f"{r['extract_ms']['median']:.1f} / {r['extract_ms']['p90']:.1f}",
-                         "–", f"{r['match_ms']['median']:.1f} / {r['match_ms']['p90']:.1f}", "–", "–", r["peak_rss_mb"]])
+                         "–", f"{r['match_ms']['median']:.1f} / {r['match_ms']['p90']:.1f}", "–", "–", "–",
+                         r["peak_rss_mb"]])
     md = ["# Latency per stage (ms, median / p90), 640x480, 2 threads\n",
           f"{args.runs} query frames after {args.warmup} warm-up runs; each configuration in a fresh process "
           "(peak RSS of that process, MB). Ours: full localization from JPEG bytes with retrieval only "
           "(no tracking prior) against a 60-keyframe map of the demo room. Peers: extraction per image and "
-          "matching per image pair (their matcher), PyTorch on the CPU in their own venv. ONNX Runtime / "
-          "TensorRT rows appear once learned models exist (SIFT runs in OpenCV).\n",
-          markdown_table(["method (backend)", "keypoints", *STAGES, "peak RSS (MB)"], rows)]
+          "matching per image pair (their matcher), PyTorch on the CPU in their own venv. The learned FeatLoc "
+          "pipeline runs with its PyTorch and ONNX Runtime backends (CPU); TensorRT needs an NVIDIA GPU (none "
+          "here).\n",
+          markdown_table(["method (backend)", "keypoints", *STAGES, "localized", "peak RSS (MB)"], rows)]
+    if no_learned:
+        skipped["featloc (learned)"] = no_learned
     if skipped:
         md += ["\n## Not run\n"] + [f"- {k}: {v}" for k, v in skipped.items()]
     suffix = "_quick" if args.quick else ""
