@@ -83,6 +83,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="a few pairs per set (CI-sized)")
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
     p.add_argument("--max-keypoints", type=int, default=2048)
+    p.add_argument("--name", default="homography", help="results file name (e.g. for an ablation subset)")
     args = p.parse_args(argv)
     sets, missing_sets = build_sets(args.quick)
     methods, skipped = resolve_methods(args.methods)
@@ -102,10 +103,11 @@ def main(argv=None) -> int:
             results[set_name][method.name], per_pair[set_name][method.name] = s, evals
             print(f"{set_name:<24} {method.name:<20} MMA@3 {s['mma'][3]:.3f}  H@3 {s['h_accuracy'][3]:.3f}  "
                   f"AUC@3 {s['h_auc'][3]:.3f}  matches {s['mean_num_matches']:.0f}  ({time.perf_counter() - t0:.0f} s)")
-    suffix = "_quick" if args.quick else ""
+    name = args.name + ("_quick" if args.quick else "")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    plot(RESULTS_DIR / f"homography{suffix}.png", results)
-    md = [f"# Homography benchmark{' (quick subset)' if args.quick else ''}\n",
+    plot(RESULTS_DIR / f"{name}.png", results)
+    md = [f"# Homography benchmark{'' if args.name == 'homography' else ': ' + args.name}"
+          f"{' (quick subset)' if args.quick else ''}\n",
           f"{args.max_keypoints} keypoints, images at most 640 px (graf at 800x640), mutual NN for descriptor-only "
           "methods. MMA = mean matching accuracy; H acc / AUC = homography estimation (OpenCV MAGSAC, 3 px) "
           "judged by the mean error of the four image corners. The extract/match times here are side information "
@@ -121,8 +123,8 @@ def main(argv=None) -> int:
     if skipped or missing_sets:
         md.append("\n## Not run\n")
         md += [f"- method {k}: {v}" for k, v in skipped.items()] + [f"- set {k}: {v}" for k, v in missing_sets.items()]
-    md.append(f"\n![MMA curves](homography{suffix}.png)\n")
-    write_results(f"homography{suffix}", {"settings": vars(args), "results": results, "per_pair": per_pair,
+    md.append(f"\n![MMA curves]({name}.png)\n")
+    write_results(name, {"settings": vars(args), "results": results, "per_pair": per_pair,
                                           "skipped_methods": skipped, "missing_sets": missing_sets}, "\n".join(md))
     return 0
 
