@@ -19,8 +19,8 @@ from featloc_ros.evaluation.fox import evaluate_fox
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--features", nargs="+", default=["rootsift", "rootsift_fast"])
-    p.add_argument("--matcher", default="mnn_ratio")
+    p.add_argument("--methods", nargs="+", default=["rootsift+mnn_ratio", "rootsift_fast+mnn_ratio", "featloc+isnn"],
+                   help="FEATURES+MATCHER registry names (featloc+isnn = featloc with featloc_isnn)")
     args = p.parse_args(argv)
     root = shared_data_dir() / "instant_ngp_fox"
     if not root.exists():
@@ -28,15 +28,22 @@ def main(argv=None) -> int:
         return 0
     runs = []
     with tempfile.TemporaryDirectory() as work:
-        for feat in args.features:
-            s = evaluate_fox(root, work, features=feat, matcher=args.matcher)
+        for method in args.methods:
+            feat, matcher = method.split("+")
+            matcher = {"isnn": "featloc_isnn"}.get(matcher, matcher)
+            try:
+                s = evaluate_fox(root, work, features=feat, matcher=matcher)
+            except FileNotFoundError as e:  # learned weights not shipped yet
+                print(f"skipped {method}: {str(e).splitlines()[0]}")
+                continue
+            s["method"] = method
             runs.append(s)
-            print(f"{feat}: {s['num_localized']}/{s['num_frames']} localized, median "
-                  f"{s['median_position_error_pct_extent']:.3f}% of extent, {s['median_rotation_error_deg']:.3f} deg")
-    rows = [[r["features"], r["matcher"], f"{r['num_localized']}/{r['num_frames']}",
+            print(f"{method}: {s['num_localized']}/{s['num_frames']} localized, median "
+                  f"{s['median_position_error_pct_extent']}% of extent, {s['median_rotation_error_deg']} deg")
+    rows = [[r["method"], f"{r['num_localized']}/{r['num_frames']}",
              r["median_position_error"], r["median_position_error_pct_extent"], r["median_rotation_error_deg"],
              *r["recall"].values(), r["median_latency_s"] * 1000, r["map_build_s"]] for r in runs]
-    headers = ["features", "matcher", "localized", "median pos. err. (scene units)", "median pos. err. (% extent)",
+    headers = ["method (features+matcher)", "localized", "median pos. err. (scene units)", "median pos. err. (% extent)",
                "median rot. err. (deg)", *[f"recall @{k} (pos. % extent / rot.)" for k in runs[0]["recall"]],
                "median latency (ms)", "map build (s)"]
     md = ("# Fox localization (instant-ngp fox, 1080x1920, map from 40 frames, 10 held out)\n\n"

@@ -122,6 +122,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="1024 keypoints only, 20 runs, no peers")
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--name", default="latency", help="results file name")
     p.add_argument("--worker", nargs=3, metavar=("WORKDIR", "KEYPOINTS", "PIPELINE"), help=argparse.SUPPRESS)
     p.add_argument("--peers", nargs="*", default=["xfeat_mnn", "xfeat_lighterglue", "aliked_lightglue",
                                                   "disk_lightglue"])
@@ -190,7 +191,7 @@ def main(argv=None) -> int:
     if skipped:
         md += ["\n## Not run\n"] + [f"- {k}: {v}" for k, v in skipped.items()]
     suffix = "_quick" if args.quick else ""
-    write_results(f"latency{suffix}", {"settings": vars(args), "results": results, "skipped": skipped}, "\n".join(md))
+    write_results(f"{args.name}{suffix}", {"settings": vars(args), "results": results, "skipped": skipped}, "\n".join(md))
     return 0
 
 
