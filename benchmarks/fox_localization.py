@@ -15,6 +15,7 @@ from common import markdown_table, write_results  # noqa: E402  (adds the repo r
 
 from featloc_ros.evaluation.datasets import shared_data_dir
 from featloc_ros.evaluation.fox import evaluate_fox
+from featloc_ros.mapping.builder import MapBuildError
 
 
 def main(argv=None) -> int:
@@ -26,7 +27,7 @@ def main(argv=None) -> int:
     if not root.exists():
         print(f"skipped: {root} not available", file=sys.stderr)
         return 0
-    runs = []
+    runs, failed = [], {}
     with tempfile.TemporaryDirectory() as work:
         for method in args.methods:
             feat, matcher = method.split("+")
@@ -35,6 +36,10 @@ def main(argv=None) -> int:
                 s = evaluate_fox(root, work, features=feat, matcher=matcher)
             except FileNotFoundError as e:  # learned weights not shipped yet
                 print(f"skipped {method}: {str(e).splitlines()[0]}")
+                continue
+            except MapBuildError as e:  # the method cannot build a map: a failed row, not a crash
+                failed[method] = str(e)
+                print(f"failed {method}: {e}")
                 continue
             s["method"] = method
             runs.append(s)
@@ -49,8 +54,9 @@ def main(argv=None) -> int:
     md = ("# Fox localization (instant-ngp fox, 1080x1920, map from 40 frames, 10 held out)\n\n"
           "Ground truth: COLMAP poses from transforms.json (pseudo-GT, not metric; scene extent "
           f"{runs[0]['scene_extent']:.3f} units = camera-centre bounding-box diagonal).\n\n"
-          + markdown_table(headers, rows))
-    jpath, mpath = write_results("fox_localization", {"runs": runs}, md)
+          + markdown_table(headers, rows)
+          + "".join(f"\n\n- {m}: map building failed: {why}" for m, why in failed.items()))
+    jpath, mpath = write_results("fox_localization", {"runs": runs, "failed": failed}, md)
     print(f"wrote {jpath} and {mpath}")
     return 0
 

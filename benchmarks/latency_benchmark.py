@@ -31,7 +31,7 @@ STAGES = ("decode", "extract", "retrieve", "match", "pnp", "total")
 
 
 SIFT_CONF = {"name": "sift", "rootsift": True, "max_keypoints": 2048}
-FEATLOC_CONF = {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048}
+FEATLOC_CONF = {"name": "featloc", "descriptor": "concat", "max_keypoints": 2048}  # v1: the selected form cannot build a map
 
 
 def learned_available() -> str | None:
@@ -58,7 +58,7 @@ def render_inputs(work: Path, num_queries: int, learned: bool) -> None:
            for i, T in enumerate(camera_path("mapping", 60))]
     build_map(kfs, work / "map_sift", features=SIFT_CONF, matcher="mnn_ratio", progress=False)
     if learned:
-        build_map(kfs, work / "map_featloc", features=FEATLOC_CONF, matcher="featloc_isnn", progress=False)
+        build_map(kfs, work / "map_featloc", features=FEATLOC_CONF, matcher="mnn", progress=False)
     qdir = work / "queries"
     qdir.mkdir()
     for i, T in enumerate(camera_path("query", num_queries)):
@@ -136,8 +136,8 @@ def main(argv=None) -> int:
     no_learned = learned_available()
     pipelines = {"rootsift+mnn_ratio (OpenCV, numpy, pycolmap)": ("sift", kp_list)}
     if no_learned is None:
-        pipelines["featloc+isnn (PyTorch)"] = ("featloc-torch", kp_list)
-        pipelines["featloc+isnn (ONNX Runtime)"] = ("featloc-onnxruntime", [2048])  # the ONNX graph has k = 2048
+        pipelines["featloc_concat+mnn (PyTorch)"] = ("featloc-torch", kp_list)
+        pipelines["featloc_concat+mnn (ONNX Runtime)"] = ("featloc-onnxruntime", [2048])  # the ONNX graph has k = 2048
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         render_inputs(work, args.runs, no_learned is None)
