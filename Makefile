@@ -35,8 +35,9 @@ test: setup
 BENCH_PY := cd benchmarks && $(abspath $(VPY))
 bench: setup
 	$(BENCH_PY) homography_benchmark.py
+	$(BENCH_PY) homography_benchmark.py --name featloc_ablation
 	$(BENCH_PY) relative_pose_benchmark.py
-	$(BENCH_PY) localization_benchmark.py
+	$(BENCH_PY) localization_benchmark.py --features rootsift sift featloc:featloc_isnn
 	$(BENCH_PY) fox_localization.py
 	$(BENCH_PY) demo_localization.py
 	$(BENCH_PY) latency_benchmark.py

@@ -1,11 +1,12 @@
 """Localization benchmark: map from frames with known poses, localize held-out frames.
 
 Sets: fox (instant-ngp, map from 40, localize 10; pseudo-GT, not metric: thresholds in % of the
-scene extent), TUM RGB-D frames of slambook2 ch5 (5 frames, metric; leave-one-out: each frame
-localized in a map of the other four), and the rendered demo room (metric; map from 60 day frames,
-30 query frames by day and by night along another path).
+scene extent), the same 10 fox queries rolled about the optical axis and darkened to night,
+TUM RGB-D frames of slambook2 ch5 (5 frames, metric; leave-one-out: each frame localized in a map
+of the other four), and the rendered demo room (metric; map from 60 day frames, 30 query frames
+along another path by day, by night, and by night with the camera rolled by 30-330 degrees).
 
-    python benchmarks/localization_benchmark.py [--quick] [--features rootsift sift]
+    python benchmarks/localization_benchmark.py [--quick] [--features rootsift sift featloc:featloc_isnn]
 
 Writes results/localization[_quick].{json,md}.
 """
@@ -22,10 +23,11 @@ import numpy as np
 from common import markdown_table, write_results  # noqa: E402
 
 from featloc_ros.evaluation.datasets import load_slambook_rgbd, read_rgb, shared_data_dir
-from featloc_ros.evaluation.fox import evaluate_fox, fox_frames
+from featloc_ros.evaluation.fox import FOX_THRESHOLDS_PCT, fox_frames
+from featloc_ros.evaluation.localization import Frame, build_evaluation_map, localize_frames
 from featloc_ros.features import confs as feature_confs
-from peer_features import precompute
-from featloc_ros.evaluation.localization import Frame, build_evaluation_map, evaluate_localization, localize_frames
+from featloc_ros.features import create_extractor
+from peer_features import localize_with_peer_matcher, precompute
 
 METRIC_THRESHOLDS = ((0.25, 2.0), (0.5, 5.0), (5.0, 10.0))
 
@@ -35,9 +37,12 @@ def tum_frames(root: Path) -> list[Frame]:
     return [Frame(n, read_rgb(p), camera, T) for n, p, T in frames]
 
 
-def tum_leave_one_out(frames: list[Frame], work: Path, features, matcher: str) -> dict:
-    runs = [evaluate_localization([f for j, f in enumerate(frames) if j != i], [frames[i]], work / f"tum_{i}",
-                                  features, matcher, thresholds=METRIC_THRESHOLDS) for i in range(len(frames))]
+def tum_leave_one_out(frames: list[Frame], work: Path, features, matcher: str, localize) -> dict:
+    runs = []
+    for i in range(len(frames)):
+        vmap, build_s = build_evaluation_map([f for j, f in enumerate(frames) if j != i], work / f"tum_{i}", features,
+                                             matcher)
+        runs.append({**localize(vmap, [frames[i]], thresholds=METRIC_THRESHOLDS), "map_build_s": build_s})
     pos = [r["position_errors"][0] for r in runs]
     rot = [r["rotation_errors_deg"][0] for r in runs]
     loc = [p is not None for p in pos]
@@ -54,7 +59,10 @@ def tum_leave_one_out(frames: list[Frame], work: Path, features, matcher: str) -
 
 
 def demo_sets(quick: bool) -> tuple[list[Frame], dict[str, list[Frame]]]:
+    """Mapping frames by day and the query passes: day, night, and night with the camera rolled about its optical
+    axis by 30-330 degrees (rendered, exact poses)."""
     from featloc_ros.demo.scene import DemoScene, camera_path, demo_intrinsics
+    from featloc_ros.evaluation.query_changes import roll_angles, roll_camera_pose
     from featloc_ros.geometry import Camera
 
     w, h = 640, 480
@@ -63,65 +71,119 @@ def demo_sets(quick: bool) -> tuple[list[Frame], dict[str, list[Frame]]]:
     scene = DemoScene()
     n_map, n_query = (60, 10) if quick else (60, 30)
     mapping = [Frame(f"map{i:03d}", scene.render(T, K, w, h)[0], cam, T) for i, T in enumerate(camera_path("mapping", n_map))]
-    queries = {light: [Frame(f"q{i:03d}", scene.render(T, K, w, h, lighting=light, seed=i)[0], cam, T)
-                       for i, T in enumerate(camera_path("query", n_query))] for light in ("day", "night")}
+    path = camera_path("query", n_query)
+    queries = {f"demo_day_to_{light}": [Frame(f"q{i:03d}", scene.render(T, K, w, h, lighting=light, seed=i)[0], cam, T)
+                                        for i, T in enumerate(path)] for light in ("day", "night")}
+    rolled = [roll_camera_pose(T, a) for T, a in zip(path, roll_angles(n_query, seed=0))]
+    queries["demo_day_to_night_rolled"] = [Frame(f"q{i:03d}_rolled", scene.render(T, K, w, h, lighting="night",
+                                                                                seed=i)[0], cam, T)
+                                           for i, T in enumerate(rolled)]
     return mapping, queries
+
+
+def fox_sets(root: Path) -> tuple[list[Frame], dict[str, list[Frame]], float]:
+    """Fox: map from 40 frames; queries = the 10 held-out frames as they are, and rolled + night."""
+    from featloc_ros.evaluation.query_changes import rolled_night_frames
+
+    train, test, extent = fox_frames(root)
+    return train, {"fox": test, "fox_rolled_night": rolled_night_frames(test, seed=0)}, extent
+
+
+def parse_method(spec: str) -> tuple[str, str]:
+    """"features[:matcher]" -> (features, matcher or "")."""
+    feat, _, matcher = spec.partition(":")
+    return feat, matcher
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--features", nargs="+", default=None, help="default: rootsift sift (quick: rootsift)")
-    p.add_argument("--matcher", default="mnn_ratio")
-    p.add_argument("--peers", nargs="*", default=["xfeat_mnn", "aliked_mnn", "disk_mnn"],
-                   help="peer feature extractors (their descriptors with our mutual NN); skipped with --quick")
+    p.add_argument("--features", nargs="+", default=None,
+                   help="registry features[:matcher], e.g. rootsift featloc:featloc_isnn (default: rootsift sift; "
+                        "quick: rootsift)")
+    p.add_argument("--matcher", default="mnn_ratio", help="matcher for --features entries without one")
+    p.add_argument("--peers", nargs="*", default=["xfeat_mnn", "aliked_mnn", "disk_mnn", "xfeat_lighterglue",
+                                                  "aliked_lightglue", "disk_lightglue"],
+                   help="peer methods: *_mnn = their features with our mutual NN; *glue = their features and their "
+                        "own matcher for the query-keyframe matching; skipped with --quick")
     p.add_argument("--peer-keypoints", type=int, default=2048)
+    p.add_argument("--name", default="localization", help="results file name")
     args = p.parse_args(argv)
     args.features = args.features or (["rootsift"] if args.quick else ["rootsift", "sift"])
     data = shared_data_dir()
     results, missing = {}, {}
-    methods = [(f"{feat}+{args.matcher}", feat, args.matcher) for feat in args.features]
+    methods = []  # (label, features, map matcher, peer matcher method or None)
     skipped = {}
+    for spec in args.features:
+        feat, matcher = parse_method(spec)
+        label = f"{feat}+{matcher or args.matcher}"
+        try:
+            create_extractor(feat)
+        except FileNotFoundError as e:  # learned weights not shipped
+            skipped[label] = str(e).splitlines()[0]
+            continue
+        methods.append((label, feat, matcher or args.matcher, None))
     if args.peers and not args.quick:
         from methods import resolve_methods
 
-        ok, skipped = resolve_methods(args.peers)
-        methods += [(f"{m.name} (peer features, our mutual NN)", m.name, "mnn") for m in ok]
+        ok, skipped_peers = resolve_methods(args.peers)
+        skipped.update(skipped_peers)
+        for m in ok:
+            if m.name.endswith("_mnn"):
+                methods.append((f"{m.name} (peer features, our mutual NN)", m.name, "mnn", None))
+            else:
+                methods.append((f"{m.name} (peer features and matcher)", m.name, "mnn", m.name))
     tum_root, fox_root = data / "slambook2" / "ch5" / "rgbd", data / "instant_ngp_fox"
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         mapping, queries = demo_sets(args.quick)
         tum = tum_frames(tum_root) if tum_root.exists() else None
-        fox = fox_frames(fox_root) if fox_root.exists() and not args.quick else None
+        fox = fox_sets(fox_root) if fox_root.exists() and not args.quick else None
         if tum is None:
             missing["tum_slambook2"] = f"{tum_root} not available"
         if fox is None and not args.quick:
             missing["fox"] = f"{fox_root} not available"
-        for label, feat, matcher in methods:
+        for label, feat, matcher, peer_matcher in methods:
             def conf_for(frames, feat=feat):
                 if feat in feature_confs:
                     return feat
                 return precompute(feat, [f.image for f in frames], args.peer_keypoints)
 
+            def localize(vmap, frames, peer_matcher=peer_matcher, **kw):
+                if peer_matcher:
+                    return localize_with_peer_matcher(vmap, frames, peer_matcher, **kw)
+                return localize_frames(vmap, frames, **kw)
+
             tag = label.split(" ")[0]
             all_demo = mapping + [f for q in queries.values() for f in q]
             vmap, build_s = build_evaluation_map(mapping, work / f"demo_{tag}", conf_for(all_demo), matcher)
-            for light, q in queries.items():
-                s = localize_frames(vmap, q, thresholds=METRIC_THRESHOLDS)
+            for set_name, q in queries.items():
+                s = localize(vmap, q, thresholds=METRIC_THRESHOLDS)
                 s.update({"num_map_frames": len(mapping), "map_build_s": build_s})
-                results.setdefault(f"demo_day_to_{light}", {})[label] = s
+                results.setdefault(set_name, {})[label] = s
             if tum is not None:
                 results.setdefault("tum_slambook2", {})[label] = tum_leave_one_out(tum, work / f"tum_{tag}",
-                                                                                   conf_for(tum), matcher)
+                                                                                   conf_for(tum), matcher, localize)
             if fox is not None:
-                results.setdefault("fox", {})[label] = evaluate_fox(
-                    fox_root, work, conf_for(fox[0] + fox[1]), matcher, frames=fox)
-            print(f"done: {label}")
+                train, fox_queries, extent = fox
+                all_fox = train + [f for q in fox_queries.values() for f in q]
+                vmap, build_s = build_evaluation_map(train, work / f"fox_{tag}", conf_for(all_fox), matcher)
+                for set_name, q in fox_queries.items():
+                    s = localize(vmap, q, thresholds=FOX_THRESHOLDS_PCT, scale=extent / 100.0)
+                    s.update({"num_map_frames": len(train), "map_build_s": build_s, "scene_extent": extent})
+                    results.setdefault(set_name, {})[label] = s
+            print(f"done: {label}", flush=True)
     md = ["# Localization benchmark\n",
           "Recall at (position, rotation) thresholds; metric sets use metres, fox uses % of the scene extent. "
-          "Every query is localized from retrieval alone (no tracking prior). Peer rows use the peer's keypoints "
-          "and descriptors (extracted in its venv, images at most 1024 px) with our map builder, retrieval, mutual "
-          "NN and PnP; their latency is in the latency table (extraction runs in another process here).\n"]
+          "Every query is localized from retrieval alone (no tracking prior). The *rolled* sets turn the query "
+          "camera about its optical axis by 30-330° (fixed seed) and make it night: the demo room is rendered "
+          "that way, the fox queries are re-projected exactly (undistorted pinhole, black corners) and darkened "
+          "(featloc_ros.evaluation.query_changes). Peer rows use the peer's keypoints and descriptors (extracted "
+          "in its venv, images at most 1024 px) in our map builder (mutual NN, geometric verification, "
+          "triangulation with the known poses), retrieval and PnP; *peer features and matcher* rows match each "
+          "query to its candidate keyframes with the peer's own matcher (LightGlue, LighterGlue) in the peers "
+          "venv, *our mutual NN* rows with our mutual nearest neighbour. Peer latency is in the latency table "
+          "(here they run in another process).\n"]
     for set_name, by_method in results.items():
         md.append(f"\n## {set_name}\n")
         keys = list(next(iter(by_method.values()))["recall"])
@@ -131,19 +193,19 @@ def main(argv=None) -> int:
                 for m, s in by_method.items()]
         md.append(markdown_table(["method", "localized", *[f"recall {k}" for k in keys], "median pos. err.",
                                   "median rot. err. (°)", "median latency (ms)"], rows))
-    md.append("\n## Not run\n\n- peers with their own matchers (LightGlue, LighterGlue): the localizer matches "
-              "in-process and these matchers live in the peers venv; the peers' features are evaluated with our "
-              "mutual nearest neighbour instead.")
-    md += [f"- {k}: {v}" for k, v in {**missing, **skipped}.items()]
+    not_run = {**missing, **skipped}
+    if not_run:
+        md.append("\n## Not run\n")
+        md += [f"- {k}: {v}" for k, v in not_run.items()]
     for by_method in results.values():
         for s in by_method.values():
             s.pop("frames", None)
     suffix = "_quick" if args.quick else ""
-    write_results(f"localization{suffix}", {"settings": vars(args), "results": results, "missing": missing},
-                  "\n".join(md))
+    write_results(f"{args.name}{suffix}", {"settings": vars(args), "results": results, "missing": missing,
+                                           "skipped": skipped}, "\n".join(md))
     for set_name, by_method in results.items():
         for m, s in by_method.items():
-            print(f"{set_name:<20} {m:<20} {s['num_localized']}/{s['num_frames']} recall {list(s['recall'].values())}")
+            print(f"{set_name:<26} {m:<45} {s['num_localized']}/{s['num_frames']} recall {list(s['recall'].values())}")
     return 0
 
 

@@ -98,11 +98,15 @@ OURS = {
     "rootsift+mnn_ratio": ("rootsift", "mnn_ratio"),  # the featloc baseline pipeline
     "sift+mnn_ratio": ("sift", "mnn_ratio"),
     "rootsift+mnn": ("rootsift", "mnn"),
-    # learned (models/featloc_v1.pt): invariance selection on, and the ablation variants
+    "sift+mnn": ("sift", "mnn"),  # plain mutual NN: the descriptor-only comparison of the learned features
+    # learned (models/featloc_v2.pt): invariance selection on, and the ablation variants
     "featloc+isnn": ("featloc", "featloc_isnn"),
     "featloc_concat+mnn": ("featloc_concat", "mnn"),
     **{f"featloc_{k}+mnn": (f"featloc_{k}", "mnn") for k in ("rv_iv", "ri_iv", "rv_ii", "ri_ii")},
 }
+# invariance selection on vs each head alone vs concatenation, against SIFT and XFeat with plain mutual NN
+FEATLOC_ABLATION_METHODS = ["featloc+isnn", "featloc_concat+mnn", "featloc_rv_iv+mnn", "featloc_ri_iv+mnn",
+                            "featloc_rv_ii+mnn", "featloc_ri_ii+mnn", "sift+mnn", "rootsift+mnn_ratio", "xfeat_mnn"]
 DEFAULT_METHODS = ["rootsift+mnn_ratio", "sift+mnn_ratio", "orb+hamming_mnn", "xfeat_mnn", "xfeat_lighterglue",
                    "aliked_lightglue", "disk_lightglue"]
 

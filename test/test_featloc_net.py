@@ -68,6 +68,19 @@ def test_fixed_k_validity_mask():
     assert int(valid2.sum()) == 3
 
 
+def test_subpixel_refinement_moves_keypoints_towards_the_true_peak():
+    ys, xs = torch.meshgrid(torch.arange(30.0), torch.arange(40.0), indexing="ij")
+    truth = [(12.3, 9.7), (25.6, 18.2)]
+    scores = sum(torch.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 1.2 ** 2)) for x, y in truth)[None, None]
+    k_int, _, _ = detect_keypoints(scores, k=2, nms_radius=2, threshold=0.1, border=2)
+    k_sub, _, _ = detect_keypoints(scores, k=2, nms_radius=2, threshold=0.1, border=2, subpixel_temperature=0.1)
+    order = lambda k: k[0][k[0][:, 0].argsort()].numpy()  # noqa: E731
+    err_int = np.abs(order(k_int) - np.array(truth)).max()
+    err_sub = np.abs(order(k_sub) - np.array(truth)).max()
+    assert err_int > 0.25 and err_sub < 0.6 * err_int, (err_int, err_sub)
+    np.testing.assert_allclose(order(k_sub).round(), order(k_int))  # refinement stays inside the 3x3 window
+
+
 def test_selected_distance_matches_hand_computation():
     g = torch.Generator().manual_seed(0)
     S, n0, n1, d, dm = 4, 5, 7, 8, 3

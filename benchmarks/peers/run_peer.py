@@ -13,6 +13,9 @@ job.json:
     {"method": "xfeat_mnn" | "xfeat_lighterglue" | "aliked_lightglue" | "disk_lightglue" | "aliked_mnn" | "disk_mnn",
      "max_keypoints": 1024, "num_threads": 2, "pairs": [[path0, path1], ...], "extract_only": false, "warmup": 1}
 With "extract_only": true, each entry of "pairs" is a single image [path].
+With "match_features": true, each entry is [features.npz] holding keypoints0/1 (N,2) float32 (pixel frame of the
+image the peer extracted them from, as written by extract_only), descriptors0/1 (N,D) float32 and image_size0/1
+(W, H) int64: the method's matcher runs on these features (no image is read; output: matches, scores, match_ms).
 
 Output, per entry i: out_dir/pair_{i:05d}.npz with
     keypoints0 (N0,2) float32, keypoints1 (N1,2) float32   pixel coordinates of the input image, OpenCV
@@ -240,6 +243,16 @@ class XFeatPeer:
         d = f["descriptors"].float()
         return self.torch.nn.functional.normalize(d, dim=-1).cpu().numpy().astype(np.float32)
 
+    def from_arrays(self, keypoints, descriptors, image_size):
+        """Features written by extract_only -> the dict match() takes (keypoints back to XFeat's native frame)."""
+        torch = self.torch
+        w, h = (int(v) for v in image_size)
+        rw, rh = w / ((w // 32) * 32), h / ((h // 32) * 32)
+        k = torch.from_numpy(keypoints).float().clone()
+        k[:, 0] -= 0.5 * (rw - 1.0)
+        k[:, 1] -= 0.5 * (rh - 1.0)
+        return {"keypoints": k, "descriptors": torch.from_numpy(descriptors).float(), "image_size": (w, h)}
+
     def match(self, f0, f1):
         torch = self.torch
         if len(f0["keypoints"]) == 0 or len(f1["keypoints"]) == 0:
@@ -291,6 +304,13 @@ class LightGluePeer:
         d = f["descriptors"][0].float()
         return self.torch.nn.functional.normalize(d, dim=-1).cpu().numpy().astype(np.float32)
 
+    def from_arrays(self, keypoints, descriptors, image_size):
+        """Features written by extract_only -> the dict match() takes (LightGlue normalises by image_size)."""
+        torch = self.torch
+        return {"keypoints": torch.from_numpy(keypoints).float()[None],
+                "descriptors": torch.from_numpy(descriptors).float()[None],
+                "image_size": torch.tensor([[float(v) for v in image_size]])}
+
     def match(self, f0, f1):
         torch = self.torch
         if f0["keypoints"].shape[1] == 0 or f1["keypoints"].shape[1] == 0:
@@ -327,6 +347,7 @@ def run_job(job: dict, out_dir: Path) -> dict:
     threads = int(job.get("num_threads", 2))
     entries = job["pairs"]
     extract_only = bool(job.get("extract_only", False))
+    match_features = bool(job.get("match_features", False))
     warmup = int(job.get("warmup", 1))
 
     random.seed(0)
@@ -350,7 +371,7 @@ def run_job(job: dict, out_dir: Path) -> dict:
         return r, (time.perf_counter() - t) * 1e3
 
     with torch.inference_mode():
-        if entries and warmup > 0:
+        if entries and warmup > 0 and not match_features:
             imgs = [read_rgb(p) for p in entries[0]]
             for _ in range(warmup):
                 feats = [peer.extract(im) for im in imgs]
@@ -358,7 +379,16 @@ def run_job(job: dict, out_dir: Path) -> dict:
                     peer.match(feats[0], feats[1])
         for i, entry in enumerate(entries):
             rec = {}
-            if extract_only:
+            if match_features:
+                if len(entry) != 1:
+                    raise PeerError(f"match_features: entry {i} must be one features file, got {entry!r}")
+                with np.load(entry[0], allow_pickle=False) as z:
+                    f0, f1 = (peer.from_arrays(z[f"keypoints{j}"], z[f"descriptors{j}"], z[f"image_size{j}"])
+                              for j in (0, 1))
+                (m, s), rec["match_ms"] = timed(peer.match, f0, f1)
+                rec["matches"] = m.cpu().numpy().astype(np.int64).reshape(-1, 2)
+                rec["scores"] = s.float().cpu().numpy().astype(np.float32).reshape(-1)
+            elif extract_only:
                 if len(entry) != 1:
                     raise PeerError(f"extract_only: entry {i} must be a single image, got {entry!r}")
                 f0, rec["extract_ms0"] = timed(peer.extract, read_rgb(entry[0]))
@@ -382,7 +412,7 @@ def run_job(job: dict, out_dir: Path) -> dict:
 
     info = {
         "method": method, "max_keypoints": max_kp, "num_threads": threads, "torch_num_threads": torch.get_num_threads(),
-        "extract_only": extract_only, "warmup": warmup, "n_entries": len(entries), "model_load_ms": load_ms,
+        "extract_only": extract_only, "match_features": match_features, "warmup": warmup, "n_entries": len(entries), "model_load_ms": load_ms,
         "config": peer.config, "versions": _versions(), "torch_version": torch.__version__,
         "python": platform.python_version(), "device": "cpu",
         # Linux reports ru_maxrss in KiB.

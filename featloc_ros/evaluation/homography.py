@@ -29,13 +29,20 @@ def resize_max(image: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray
     """Resize so the longest side is at most ``max_side``; returns the image and S (3x3) with
     pixels_resized = S @ pixels_original (pixel-centre convention)."""
     h, w = image.shape[:2]
-    s = min(1.0, max_side / max(h, w))
-    if s == 1.0:
-        return image, np.eye(3)
-    nw, nh = round(w * s), round(h * s)
-    sx, sy = nw / w, nh / h
-    S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
+    S, (nw, nh) = resize_transform(w, h, max_side)
+    if (nw, nh) == (w, h):
+        return image, S
     return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA), S
+
+
+def resize_transform(width: int, height: int, max_side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The resize of ``resize_max`` for an image of this size: (S (3x3), (new width, new height))."""
+    s = min(1.0, max_side / max(height, width))
+    if s == 1.0:
+        return np.eye(3), (width, height)
+    nw, nh = round(width * s), round(height * s)
+    sx, sy = nw / width, nh / height
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]]), (nw, nh)
 
 
 def oxford_pairs(root: Path, max_side: int = 0) -> list[HomographyPair]:

@@ -3,12 +3,13 @@ the invariance per keypoint pair (one readable file, in the style of LightGlue's
 
 Architecture (channels for the default configuration; strides relative to the input image):
 
-    image (B,1,H,W) in [0,1]
+    image (B,1,H,W) in [0,1] -> per-image normalisation (zero mean, unit std; ``normalize_input``)
       -> Backbone (bottom-up): c1 (16, 1/2), c2 (32, 1/4), c3 (64, 1/8), c4 (128, 1/16)
          depthwise-separable 3x3 blocks, strided convolutions for downsampling
       -> FPN (top-down + lateral 1x1): p3 (64, 1/8), p2 (48, 1/4)
       -> KeypointHead(c1, p2): full-resolution score map (pixel shuffle of a 1/2-resolution map),
-         NMS by max-pooling, top-k (fixed k + validity mask, static output shapes)
+         NMS by max-pooling, top-k (fixed k + validity mask, static output shapes), soft-argmax refinement
+         of each keypoint in its 3x3 window
       -> 4 DescriptorHeads(p2): semi-dense local descriptors l_s at 1/4 (D=64 each), one per invariance
          kind s in KINDS = (rv_iv, ri_iv, rv_ii, ri_ii): rotation variant/invariant x illumination
          variant/invariant; sampled at keypoints (bilinear grid_sample) and L2-normalised
@@ -200,17 +201,33 @@ def border_mask(scores: torch.Tensor, border: int) -> torch.Tensor:
     return scores * inside.to(scores.dtype)
 
 
-def detect_keypoints(scores: torch.Tensor, k: int, nms_radius: int, threshold: float, border: int
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def subpixel_offsets(scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Soft-argmax offsets in every 3x3 window: (B,1,H,W) scores in [0,1] -> (B,2,H,W) (dx, dy) in [-1, 1],
+    sum_j softmax_j(s_j / T) * j over the window offsets j (two fixed 3x3 convolutions; exports to ONNX)."""
+    e = torch.exp(scores / temperature)  # scores <= 1: no overflow for T >= 0.02
+    r = torch.tensor([-1.0, 0.0, 1.0], dtype=scores.dtype, device=scores.device)
+    kernels = torch.stack([r.view(1, 3).expand(3, 3), r.view(3, 1).expand(3, 3),
+                           torch.ones(3, 3, dtype=scores.dtype, device=scores.device)])[:, None]  # (3,1,3,3)
+    out = F.conv2d(e, kernels, padding=1)
+    return out[:, :2] / out[:, 2:]
+
+
+def detect_keypoints(scores: torch.Tensor, k: int, nms_radius: int, threshold: float, border: int,
+                     subpixel_temperature: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fixed-k detection: (B,1,H,W) scores in [0,1] -> keypoints (B,k,2) float (x, y) pixels,
-    scores (B,k) (descending), valid (B,k) bool (score > threshold after NMS). Needs H*W >= k."""
+    scores (B,k) (descending), valid (B,k) bool (score > threshold after NMS). Needs H*W >= k.
+    subpixel_temperature > 0: each keypoint moves by the soft-argmax of the scores in its 3x3 window."""
     s = simple_nms(border_mask(scores, border), nms_radius)
     h, w = s.shape[-2:]
     top, idx = torch.topk(s.flatten(1), k, dim=1)
     # (x, y) by gathering from a coordinate grid: ``idx % w`` with a symbolic w does not export to ONNX
     ys, xs = torch.meshgrid(torch.arange(h, device=s.device), torch.arange(w, device=s.device), indexing="ij")
     grid = torch.stack([xs, ys], dim=-1).reshape(-1, 2).to(scores.dtype)  # (H*W, 2)
-    return grid[idx], top, top > threshold
+    kpts = grid[idx]
+    if subpixel_temperature > 0:
+        off = subpixel_offsets(scores, subpixel_temperature).flatten(2).transpose(1, 2)  # (B, H*W, 2)
+        kpts = kpts + torch.gather(off, 1, idx[..., None].expand(-1, -1, 2))
+    return kpts, top, top > threshold
 
 
 def sample_map(fmap: torch.Tensor, keypoints: torch.Tensor, stride: int) -> torch.Tensor:
@@ -285,11 +302,13 @@ class FeatLocNet(nn.Module):
         "attn_dim": 16,  # query/key/value width of each self-attention layer
         "attn_pool": 4,  # keys/values pooled from 1/8 to 1/32
         "init_tau": 4.0,  # initial meta temperature (m.m' = tau * cos)
+        "normalize_input": True,  # per-image zero mean / unit contrast of the grey input (global light changes)
         # detection (inference)
         "max_keypoints": 2048,
         "nms_radius": 2,
         "detection_threshold": 0.01,
         "remove_borders": 4,
+        "subpixel_temperature": 0.1,  # > 0: soft-argmax refinement of each keypoint in its 3x3 window
     }
     kinds = KINDS
 
@@ -315,8 +334,19 @@ class FeatLocNet(nn.Module):
             image = (image * wts).sum(1, keepdim=True)
         return image
 
+    @staticmethod
+    def normalize_image(gray: torch.Tensor, eps: float = 0.005) -> torch.Tensor:
+        """(B,1,H,W) -> per image zero mean and unit standard deviation (eps keeps flat images finite): a global
+        gain and offset of the intensities (exposure, dusk) leaves the network input unchanged."""
+        mean = gray.mean(dim=(2, 3), keepdim=True)
+        std = ((gray - mean) ** 2).mean(dim=(2, 3), keepdim=True).sqrt()
+        return (gray - mean) / (std + eps)
+
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        feats = self.backbone(self.to_gray(image))
+        gray = self.to_gray(image)
+        if self.conf["normalize_input"]:
+            gray = self.normalize_image(gray)
+        feats = self.backbone(gray)
         p3, p2 = self.fpn(feats)
         logits = self.keypoint_head(feats[0], p2)
         h, w = image.shape[-2:]
@@ -347,7 +377,8 @@ class FeatLocNet(nn.Module):
         c = self.conf
         f = self._features(data["image"])
         kpts, scores, valid = detect_keypoints(torch.sigmoid(f["logits"]), c["max_keypoints"], c["nms_radius"],
-                                               c["detection_threshold"], c["remove_borders"])
+                                               c["detection_threshold"], c["remove_borders"],
+                                               c["subpixel_temperature"])
         return {"keypoints": kpts, "scores": scores, "valid": valid, **self.describe(f, kpts)}
 
 
@@ -420,7 +451,7 @@ def verify_onnx(wrapper: nn.Module, path, size: tuple[int, int]) -> dict:
     """Compare onnxruntime with PyTorch on a random (H, W) image (a size other than the export example's,
     to exercise the dynamic shapes). Keypoints are paired by their exact (x, y) position first: near-equal
     scores may be ordered differently by the two top-k implementations, so row-wise comparison would report
-    swaps rather than numerical differences. Returns the max abs difference over the paired keypoints of all
+    swaps rather than numerical differences (positions are sub-pixel: paired when within 1e-3 px). Returns the max abs difference over the paired keypoints of all
     outputs, per output, and the fraction of the valid PyTorch keypoints that onnxruntime found too."""
     import numpy as np
     import onnxruntime as ort
@@ -434,11 +465,17 @@ def verify_onnx(wrapper: nn.Module, path, size: tuple[int, int]) -> dict:
     got = sess.run(None, {"image": image.numpy()})
     out_names = [o.name for o in sess.get_outputs()]
     got = [got[out_names.index(name)] for name in ONNX_OUTPUTS]
-    valid_ref = ref[2][0]
-    pos_ref = {tuple(p): i for i, p in enumerate(ref[0][0].tolist()) if valid_ref[i]}
-    pairs = [(pos_ref[tuple(p)], j) for j, p in enumerate(got[0][0].tolist()) if got[2][0][j] and tuple(p) in pos_ref]
-    ir = np.array([a for a, _ in pairs], np.int64)
-    ig = np.array([b for _, b in pairs], np.int64)
+    valid_ref, valid_got = ref[2][0].astype(bool), got[2][0].astype(bool)
+    # pair by position (sub-pixel refined positions agree to float rounding: nearest within 1e-3 px)
+    vr, vg = np.flatnonzero(valid_ref), np.flatnonzero(valid_got)
+    if len(vr) and len(vg):
+        dist = np.linalg.norm(got[0][0][vg][:, None] - ref[0][0][vr][None], axis=-1)
+        nearest = dist.argmin(1)
+        close = dist[np.arange(len(vg)), nearest] < 1e-3
+        ir, ig = vr[nearest[close]], vg[close]
+    else:
+        ir = ig = np.zeros(0, np.int64)
+    pairs = list(zip(ir.tolist(), ig.tolist()))
     diffs = {}
     for name, r, g in zip(ONNX_OUTPUTS, ref, got):
         r, g = np.asarray(r, np.float32), np.asarray(g, np.float32)

@@ -39,6 +39,7 @@ DEFAULT_DATA_CONF = {
     "p_illumination": 0.5,
     "night_fraction": 0.3,  # share of the illumination changes that are "night" (else "illumination")
     "rotation_deg": [30.0, 180.0],  # |angle| of the large rotation, random sign
+    "rotation_ramp_samples": 0,  # >0: curriculum, the largest |angle| grows linearly over the first N samples
     "base_rotation_deg": 10.0,  # small rotation included in H0 (upright images are never exactly upright)
     "scale_range": [0.8, 1.25],
     "max_perspective": 0.001,
@@ -249,7 +250,10 @@ class PairDataset:
                                max_perspective=c["max_perspective"], max_translation=c["max_translation"])
         theta = 0.0
         if rotation:
-            theta = float(rng.uniform(*c["rotation_deg"]) * rng.choice([-1, 1]))
+            lo, hi = c["rotation_deg"]
+            if c["rotation_ramp_samples"]:
+                hi = lo + (hi - lo) * min(1.0, index / c["rotation_ramp_samples"])
+            theta = float(rng.uniform(lo, hi) * rng.choice([-1, 1]))
         H_AB = rotation_about_center(theta, S) @ H0
         T = np.array([[1, 0, -off], [0, 1, -off], [0, 0, 1.0]])  # region pixels -> A pixels
         A = region[int(off):int(off) + S, int(off):int(off) + S]

@@ -9,8 +9,15 @@ Descriptors (per kind s, anchors = K grid cells of A with valid correspondences 
   relu(margin_v + ||l(A,p) - l(B0,q0)|| - ||l(A,p) - l(B,q)||) that pushes the anchor away from its
   transformed counterpart and towards the untransformed one.
   On samples without any change, every head gets the plain matching loss on (A, B) (B0 == B).
-Meta descriptors: HardNet-style triplet on the invariance-selected distance d(p, q) on (A, B)
-  (local descriptors detached by default, so only the meta branch learns the selection).
+Spread-out regulariser (Zhang et al. 2017, "global orthogonal regularization"), per head, on the
+  non-matching (A, B) pairs: mean(cos)^2 + relu(mean(cos^2) - 1/D). It keeps a head from collapsing to a
+  constant descriptor, the trivial minimiser of a hardest-negative triplet whose task is too hard (a
+  collapsed head has every distance ~0, so the triplet loss sits at the margin with no gradient).
+Meta descriptors, on the invariance-selected distance d(p, q) on (A, B) (local descriptors detached by
+  default, so only the meta branch learns the selection), ``meta_loss``:
+  "nce": cross-entropy of the true match among all candidates (rows and columns) of softmax(-d / meta_temperature);
+         a selection that puts its weight on an uninformative head is penalised (uniform softmax);
+  "triplet": the HardNet-style triplet with ``meta_margin`` (can be minimised by selecting a collapsed head).
 Detector (R2D2-style, dense, fast on CPU):
 - repeatability: 1 - mean cosine similarity of N x N patches of S_A and S_B warped into A;
 - peakiness: 1 - mean(maxpool_N(S) - avgpool_N(S)) on all views;
@@ -33,11 +40,13 @@ DEFAULT_LOSS_CONF = {
     "variant_margin": 0.5,
     "meta_margin": 0.5,
     "meta_detach_local": True,
+    "meta_loss": "triplet",  # "triplet" | "nce"
+    "meta_temperature": 0.05,
     "patch_size": 16,  # repeatability / peakiness window
     "reliability_kind": "ri_ii",
     "kappa": 0.5,
     "weights": {"descriptor": 1.0, "variant": 1.0, "meta": 1.0, "repeatability": 1.0, "peakiness": 0.5,
-                "reliability": 0.5},
+                "reliability": 0.5, "spread": 0.0},
 }
 
 
@@ -73,6 +82,30 @@ def triplet_from_distances(dist: torch.Tensor, exclude: torch.Tensor, valid: tor
     far = dist + 10.0 * ban.to(dist.dtype)
     neg = torch.minimum(far.min(1).values, far.min(0).values)
     return F.relu(margin + dist.diagonal() - neg)[valid].mean()
+
+
+def nce_from_distances(dist: torch.Tensor, exclude: torch.Tensor, valid: torch.Tensor, temperature: float
+                       ) -> torch.Tensor:
+    """Cross-entropy of the true match (diagonal) among the candidates of its row and of its column of
+    softmax(-dist / temperature); excluded (near, same-sample) and invalid entries are not candidates."""
+    if not bool(valid.any()):
+        return dist.sum() * 0
+    ban = (exclude & ~torch.eye(len(dist), dtype=torch.bool, device=dist.device)) | ~(valid[:, None] & valid[None, :])
+    logits = (-dist / temperature).masked_fill(ban, float("-inf"))
+    target = torch.arange(len(dist), device=dist.device)
+    rows = F.cross_entropy(logits[valid], target[valid])
+    cols = F.cross_entropy(logits.t()[valid], target[valid])
+    return 0.5 * (rows + cols)
+
+
+def spread_out(a: torch.Tensor, b: torch.Tensor, exclude: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Global orthogonal regularisation of unit descriptors a, b (N,D) over the non-matching valid pairs."""
+    cos = a @ b.t()
+    use = ~exclude & ~torch.eye(len(a), dtype=torch.bool, device=a.device) & valid[:, None] & valid[None, :]
+    if not bool(use.any()):
+        return cos.sum() * 0
+    c = cos[use]
+    return c.mean() ** 2 + F.relu((c * c).mean() - 1.0 / a.shape[-1])
 
 
 def unit_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -148,6 +181,7 @@ def compute_losses(out: dict, batch: dict, conf: dict, log_tau: torch.Tensor, ge
     w = c["weights"]
     desc_total = la.new_zeros(())
     var_total = la.new_zeros(())
+    spread_total = la.new_zeros(())
     for s, kind in enumerate(KINDS):
         rot_inv, ill_inv = kind_invariances(kind)
         variant = (rot & (not rot_inv)) | (ill & (not ill_inv))  # (b*K,) the head must tell this change apart
@@ -162,6 +196,10 @@ def compute_losses(out: dict, batch: dict, conf: dict, log_tau: torch.Tensor, ge
             l_var = la.new_zeros(())
         desc_total = desc_total + l_desc
         var_total = var_total + l_var
+        if w["spread"]:
+            l_spread = spread_out(la[s], lb[s], exclude, valid)
+            spread_total = spread_total + l_spread
+            logs[f"spread_{kind}"] = l_spread.item()
         logs[f"desc_{kind}"] = l_desc.item()
         logs[f"var_{kind}"] = l_var.item()
 
@@ -169,7 +207,12 @@ def compute_losses(out: dict, batch: dict, conf: dict, log_tau: torch.Tensor, ge
     ma, mb = _sample_meta(meta_raw[:b], pa, log_tau), _sample_meta(meta_raw[b:2 * b], pb, log_tau)
     la_m, lb_m = (la.detach(), lb.detach()) if c["meta_detach_local"] else (la, lb)
     dsel = selected_distance_matrix(la_m, lb_m, ma, mb)  # (bK, bK)
-    l_meta = triplet_from_distances(dsel, exclude, valid, c["meta_margin"])
+    if c["meta_loss"] == "nce":
+        l_meta = nce_from_distances(dsel, exclude, valid, c["meta_temperature"])
+    elif c["meta_loss"] == "triplet":
+        l_meta = triplet_from_distances(dsel, exclude, valid, c["meta_margin"])
+    else:
+        raise ValueError(f"loss.meta_loss must be 'nce' or 'triplet', not {c['meta_loss']!r}")
     with torch.no_grad():
         far = dsel + 10.0 * (exclude & ~torch.eye(len(sid), dtype=torch.bool))
         logs["acc_selected"] = float((far.argmin(1) == torch.arange(len(sid)))[valid].float().mean())
@@ -198,7 +241,7 @@ def compute_losses(out: dict, batch: dict, conf: dict, log_tau: torch.Tensor, ge
     R = torch.gather(R, 1, pick).reshape(-1)
     l_rel = (1.0 - P * R - c["kappa"] * (1.0 - R))[valid].mean()
 
-    total = (w["descriptor"] * desc_total + w["variant"] * var_total + w["meta"] * l_meta
+    total = (w["descriptor"] * desc_total + w["variant"] * var_total + w["spread"] * spread_total + w["meta"] * l_meta
              + w["repeatability"] * det["repeatability"] + w["peakiness"] * det["peakiness"] + w["reliability"] * l_rel)
     logs.update({"meta": l_meta.item(), "repeatability": det["repeatability"].item(),
                  "peakiness": det["peakiness"].item(), "reliability": l_rel.item(),
