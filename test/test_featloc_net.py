@@ -270,3 +270,48 @@ def test_extractor_missing_weights_message(tmp_path):
     with pytest.raises(FileNotFoundError, match="featloc_ros.training.train") as err:
         create_extractor({"name": "featloc", "weights": str(missing)})
     assert str(missing) in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------------- shipped weights
+
+
+def _correct_fraction(conf: dict, matcher: str, img0, img1, H, tol: float = 3.0) -> tuple[float, int]:
+    from featloc_ros.features import create_extractor
+    from featloc_ros.matching import create_matcher
+
+    ext = create_extractor(conf)
+    f0, f1 = ext(img0), ext(img1)
+    m = create_matcher(matcher)(f0, f1)
+    if len(m) == 0:
+        return 0.0, 0
+    p = np.c_[f0.keypoints[m.indices[:, 0]], np.ones(len(m))] @ H.T
+    err = np.linalg.norm(p[:, :2] / p[:, 2:] - f1.keypoints[m.indices[:, 1]], axis=1)
+    return float((err < tol).mean()), int((err < tol).sum())
+
+
+def test_shipped_weights_match_far_better_than_untrained(tmp_path):
+    """The shipped FeatLoc weights, invariance-selected descriptors + invariance-selected mutual NN, on a photo
+    (scikit-image, not in the training corpus) against its warped, rotated (20 deg) and relit copy: a good share
+    of the matches is correct, and far more than with the same network untrained. (v2 measured 26% / 102
+    correct here; at 60 deg it fails, see models/README.md.)"""
+    from skimage.data import astronaut
+
+    from featloc_ros.features.featloc import resolve_model_file
+    from featloc_ros.synthesis import apply_photometric
+    from featloc_ros.training.data import rotation_about_center
+
+    try:
+        resolve_model_file(None)
+    except FileNotFoundError as e:
+        pytest.skip(str(e).splitlines()[0])
+    img0 = astronaut()
+    H = rotation_about_center(20.0, 512) @ np.array([[0.9, 0.05, 20.0], [-0.03, 0.95, 10.0], [0, 0, 1.0]])
+    img1 = apply_photometric(cv2.warpPerspective(img0, H, (512, 512)), "illumination", np.random.default_rng(0))
+    conf = {"name": "featloc", "descriptor": "selected", "max_keypoints": 1024, "resize_max": 0}
+    frac, n = _correct_fraction(conf, "featloc_isnn", img0, img1, H)
+    torch.manual_seed(0)
+    untrained = tmp_path / "untrained.pt"
+    torch.save(FeatLocNet().state_dict(), untrained)
+    frac0, n0 = _correct_fraction({**conf, "weights": str(untrained)}, "featloc_isnn", img0, img1, H)
+    assert frac > 0.15 and n > 60, (frac, n)
+    assert n > 5 * max(n0, 1), (n, n0)

@@ -33,18 +33,39 @@ def split_selected(desc: np.ndarray, num_kinds: int, local_dim: int, meta_dim: i
 
 def selected_distance_matrix(local0: np.ndarray, local1: np.ndarray, meta0: np.ndarray, meta1: np.ndarray
                              ) -> np.ndarray:
-    """(S,N0,D), (S,N1,D), (S,N0,Dm), (S,N1,Dm) -> (N0, N1) invariance-selected distances."""
-    dist = np.sqrt(np.maximum(2.0 - 2.0 * np.matmul(local0, local1.transpose(0, 2, 1)), 0.0))  # (S, N0, N1)
-    logits = np.matmul(meta0, meta1.transpose(0, 2, 1))
-    logits -= logits.max(axis=0, keepdims=True)
-    w = np.exp(logits)
-    w /= w.sum(axis=0, keepdims=True)
-    return (w * dist).sum(axis=0)
+    """(S,N0,D), (S,N1,D), (S,N0,Dm), (S,N1,Dm) -> (N0, N1) float32 invariance-selected distances.
+    Uses PyTorch (multi-threaded exp/sqrt) when it is installed, else numpy; both compute in place."""
+    try:
+        import torch
+    except ImportError:  # e.g. an ONNX Runtime-only deployment
+        torch = None
+    if torch is not None:
+        with torch.inference_mode():
+            l0, l1, m0, m1 = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+                              for a in (local0, local1, meta0, meta1))
+            dist = torch.matmul(l0, l1.transpose(1, 2)).mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
+            w = torch.matmul(m0, m1.transpose(1, 2))
+            w = w.sub_(w.amax(dim=0, keepdim=True)).exp_()
+            total = w.sum(dim=0)
+            return w.mul_(dist).sum(dim=0).div_(total).numpy()
+    dist = np.matmul(local0, local1.transpose(0, 2, 1))  # cosine
+    dist *= -2.0
+    dist += 2.0
+    np.maximum(dist, 0.0, out=dist)
+    np.sqrt(dist, out=dist)  # (S, N0, N1) L2 distances of unit vectors
+    w = np.matmul(meta0, meta1.transpose(0, 2, 1))
+    w -= w.max(axis=0, keepdims=True)
+    np.exp(w, out=w)  # unnormalised softmax weights over S
+    total = w.sum(axis=0)
+    w *= dist
+    out = w.sum(axis=0)
+    out /= total
+    return out
 
 
 def invariance_selected_match(desc0: np.ndarray, desc1: np.ndarray, num_kinds: int = 4, local_dim: int = 64,
                               meta_dim: int = 16, ratio: float = 0.0, mutual: bool = True,
-                              max_distance: float = 0.0, block: int = 1024) -> Matches:
+                              max_distance: float = 0.0, block: int = 256) -> Matches:
     """Match two sets of "selected" descriptors. ratio<=0 or >=1 disables the ratio test,
     max_distance<=0 the distance threshold."""
     l0, m0 = split_selected(desc0, num_kinds, local_dim, meta_dim)
@@ -82,7 +103,7 @@ def invariance_selected_match(desc0: np.ndarray, desc1: np.ndarray, num_kinds: i
 
 class InvarianceSelectedNN(Matcher):
     default_conf = {"ratio_threshold": 0.0, "mutual_check": True, "distance_threshold": 0.0,
-                    "num_kinds": 4, "local_dim": 64, "meta_dim": 16, "block_size": 1024}
+                    "num_kinds": 4, "local_dim": 64, "meta_dim": 16, "block_size": 256}
 
     def _match(self, feats0: Features, feats1: Features) -> Matches:
         c = self.conf
