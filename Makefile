@@ -36,6 +36,7 @@ BENCH_PY := cd benchmarks && $(abspath $(VPY))
 bench: setup
 	$(BENCH_PY) homography_benchmark.py
 	$(BENCH_PY) homography_benchmark.py --name featloc_ablation
+	$(BENCH_PY) homography_benchmark.py --name featloc_rotation_pooling --methods featloc+isnn featloc_rot4+isnn sift+mnn xfeat_mnn
 	$(BENCH_PY) relative_pose_benchmark.py
 	$(BENCH_PY) localization_benchmark.py --features rootsift sift featloc:featloc_isnn
 	$(BENCH_PY) fox_localization.py

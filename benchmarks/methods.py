@@ -101,6 +101,7 @@ OURS = {
     "sift+mnn": ("sift", "mnn"),  # plain mutual NN: the descriptor-only comparison of the learned features
     # learned (models/featloc_v2.pt): invariance selection on, and the ablation variants
     "featloc+isnn": ("featloc", "featloc_isnn"),
+    "featloc_rot4+isnn": ("featloc_rot4", "featloc_isnn"),  # rotation pooling (4 passes)
     "featloc_concat+mnn": ("featloc_concat", "mnn"),
     **{f"featloc_{k}+mnn": (f"featloc_{k}", "mnn") for k in ("rv_iv", "ri_iv", "rv_ii", "ri_ii")},
 }

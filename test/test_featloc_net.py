@@ -315,3 +315,40 @@ def test_shipped_weights_match_far_better_than_untrained(tmp_path):
     frac0, n0 = _correct_fraction({**conf, "weights": str(untrained)}, "featloc_isnn", img0, img1, H)
     assert frac > 0.15 and n > 60, (frac, n)
     assert n > 5 * max(n0, 1), (n, n0)
+
+
+def test_rot90_points_follow_torch_rot90():
+    from featloc_ros.nn.featloc_net import rot90_points
+
+    img = torch.zeros(1, 1, 7, 11)
+    img[0, 0, 2, 9] = 1.0  # (x, y) = (9, 2)
+    for r in range(4):
+        turned = torch.rot90(img, r, (2, 3))
+        y, x = divmod(int(turned.flatten().argmax()), turned.shape[-1])
+        assert rot90_points(torch.tensor([[[9.0, 2.0]]]), r, 7, 11)[0, 0].tolist() == [x, y]
+
+
+def test_rotation_pooling_is_invariant_to_quarter_turns():
+    torch.manual_seed(0)
+    net = FeatLocNet({"rotation_pooling": True, "max_keypoints": 30}).eval()
+    img = torch.rand(1, 1, 64, 80)
+    with torch.no_grad():
+        a = net({"image": img})
+        b = net({"image": torch.rot90(img, 1, (2, 3))})
+    from featloc_ros.nn.featloc_net import rot90_points
+
+    ka = rot90_points(a["keypoints"], 1, 64, 80)[0]  # keypoints of a, in b's frame
+    kb = b["keypoints"][0]
+    d = torch.cdist(ka, kb)
+    pairs = (d < 1e-3).nonzero()
+    assert len(pairs) >= 25  # the same keypoints (up to ties at equal scores)
+    for i, j in pairs.tolist():
+        torch.testing.assert_close(a["local"][0, :, i], b["local"][0, :, j], atol=1e-4, rtol=0)
+        torch.testing.assert_close(a["meta"][0, :, i], b["meta"][0, :, j], atol=1e-4, rtol=0)
+
+
+def test_rotation_pooling_is_refused_with_onnxruntime():
+    from featloc_ros.features import create_extractor
+
+    with pytest.raises(ValueError, match="torch backend only"):
+        create_extractor({"name": "featloc", "backend": "onnxruntime", "model": {"rotation_pooling": True}})

@@ -22,6 +22,9 @@ confs: dict[str, dict] = {
     "featloc": {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048, "resize_max": 1024},
     "featloc_onnx": {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048, "resize_max": 1024,
                      "backend": "onnxruntime"},
+    # 4 network passes (image turned by 0/90/180/270 deg): invariant to quarter turns; PyTorch backend only
+    "featloc_rot4": {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048, "resize_max": 1024,
+                     "model": {"rotation_pooling": True}},
     "featloc_concat": {"name": "featloc", "descriptor": "concat", "max_keypoints": 2048, "resize_max": 1024},
     **{f"featloc_{kind}": {"name": "featloc", "descriptor": kind, "max_keypoints": 2048, "resize_max": 1024}
        for kind in ("rv_iv", "ri_iv", "rv_ii", "ri_ii")},

@@ -83,6 +83,8 @@ class FeatLoc(Extractor):
                              f"got {c['descriptor']!r}")
         if c["backend"] not in ("torch", "onnxruntime"):
             raise ValueError(f"FeatLoc: backend must be 'torch' or 'onnxruntime', got {c['backend']!r}")
+        if c["backend"] == "onnxruntime" and c["model"].get("rotation_pooling"):
+            raise ValueError("FeatLoc: rotation_pooling runs with the torch backend only (the ONNX graph has one pass)")
         self.weights_path = resolve_model_file(c["weights"])
         if c["backend"] == "torch":
             self._init_torch()

@@ -309,6 +309,7 @@ class FeatLocNet(nn.Module):
         "detection_threshold": 0.01,
         "remove_borders": 4,
         "subpixel_temperature": 0.0,  # > 0: soft-argmax refinement in the 3x3 window (v2 peaks are one pixel wide: no gain)
+        "rotation_pooling": False,  # average scores and descriptors over the 4 rotations of the image by 90 deg
     }
     kinds = KINDS
 
@@ -373,13 +374,34 @@ class FeatLocNet(nn.Module):
         """data["image"] (B,1|3,H,W) float in [0,1] ->
         keypoints (B,k,2) float pixels (x, y); scores (B,k); valid (B,k) bool;
         local (B,4,k,D) L2-normalised per kind (order KINDS); meta (B,4,k,Dm) (norm sqrt(tau)).
-        k = conf max_keypoints (fixed; invalid entries padded, flagged by ``valid``)."""
+        k = conf max_keypoints (fixed; invalid entries padded, flagged by ``valid``).
+        With conf rotation_pooling (4 network passes; PyTorch only): the score map is the mean of the score maps
+        of the image turned by 0, 90, 180 and 270 deg (turned back), and each descriptor the normalised mean of
+        the descriptors of the same point in the four turned images: exactly invariant to 90-degree turns."""
         c = self.conf
-        f = self._features(data["image"])
-        kpts, scores, valid = detect_keypoints(torch.sigmoid(f["logits"]), c["max_keypoints"], c["nms_radius"],
-                                               c["detection_threshold"], c["remove_borders"],
-                                               c["subpixel_temperature"])
-        return {"keypoints": kpts, "scores": scores, "valid": valid, **self.describe(f, kpts)}
+        image = data["image"]
+        turns = range(4) if c["rotation_pooling"] else range(1)
+        feats = [self._features(torch.rot90(image, r, (2, 3))) for r in turns]
+        scores = torch.stack([torch.rot90(torch.sigmoid(f["logits"]), -r, (2, 3)) for r, f in zip(turns, feats)]).mean(0)
+        kpts, kscores, valid = detect_keypoints(scores, c["max_keypoints"], c["nms_radius"], c["detection_threshold"],
+                                                c["remove_borders"], c["subpixel_temperature"])
+        h, w = image.shape[-2:]
+        desc = [self.describe(f, rot90_points(kpts, r, h, w)) for r, f in zip(turns, feats)]
+        if len(desc) == 1:
+            return {"keypoints": kpts, "scores": kscores, "valid": valid, **desc[0]}
+        local = F.normalize(torch.stack([d["local"] for d in desc]).mean(0), dim=-1)
+        meta = normalize_meta(torch.stack([d["meta"] for d in desc]).mean(0), self.meta_log_tau)
+        return {"keypoints": kpts, "scores": kscores, "valid": valid, "local": local, "meta": meta}
+
+
+def rot90_points(points: torch.Tensor, turns: int, height: int, width: int) -> torch.Tensor:
+    """Pixel (x, y) points (B,N,2) of an (height, width) image -> the same points in
+    ``torch.rot90(image, turns, (2, 3))`` (each turn: (x, y) -> (y, w - 1 - x) with w the current width)."""
+    h, w = height, width
+    for _ in range(turns % 4):
+        points = torch.stack([points[..., 1], (w - 1) - points[..., 0]], -1)
+        h, w = w, h
+    return points
 
 
 # ----------------------------------------------------------------------------------------------------
