@@ -100,3 +100,35 @@ def test_samples_are_deterministic_and_corpus_is_never_research_data():
     corpus = find_corpus("auto")
     if corpus is not None:
         assert corpus.name == "training_corpus" and "data" not in corpus.parts[-2:]
+
+
+def test_nce_and_spread_out_losses():
+    from featloc_ros.training.losses import nce_from_distances, spread_out
+
+    n = 6
+    exclude = torch.zeros(n, n, dtype=torch.bool)
+    valid = torch.ones(n, dtype=torch.bool)
+    perfect = 2.0 * (1 - torch.eye(n))  # true matches at distance 0, all others at 2
+    uniform = torch.ones(n, n)
+    assert float(nce_from_distances(perfect, exclude, valid, 0.05)) < 1e-6
+    assert abs(float(nce_from_distances(uniform, exclude, valid, 0.05)) - np.log(n)) < 1e-5
+    # an excluded (near) candidate is not a negative
+    near = perfect.clone()
+    near[0, 1] = 0.0
+    ex = exclude.clone()
+    ex[0, 1] = True
+    assert float(nce_from_distances(near, ex, valid, 0.05)) < float(nce_from_distances(near, exclude, valid, 0.05))
+    # a collapsed head (all descriptors equal) is penalised, orthogonal descriptors are not
+    const = torch.nn.functional.normalize(torch.ones(n, 8), dim=-1)
+    ortho = torch.eye(8)[:n]
+    assert float(spread_out(const, const, exclude, valid)) > 0.5
+    assert float(spread_out(ortho, ortho, exclude, valid)) < 1e-6
+
+
+def test_v2_losses_train_on_the_smoke_config(tmp_path):
+    conf = load_config(SMOKE, ["loss.meta_loss=nce", "loss.weights.spread=1.0", "data.rotation_ramp_samples=4"])
+    out = train(conf, tmp_path / "v2", log=_quiet)
+    ckpt = torch.load(tmp_path / "v2" / "checkpoints" / "last.pt", weights_only=True)
+    names = ckpt["history_names"]
+    assert out["completed"] and "spread_ri_ii" in names
+    assert torch.isfinite(ckpt["history"]).all()
