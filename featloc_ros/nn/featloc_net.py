@@ -8,8 +8,8 @@ Architecture (channels for the default configuration; strides relative to the in
          depthwise-separable 3x3 blocks, strided convolutions for downsampling
       -> FPN (top-down + lateral 1x1): p3 (64, 1/8), p2 (48, 1/4)
       -> KeypointHead(c1, p2): full-resolution score map (pixel shuffle of a 1/2-resolution map),
-         NMS by max-pooling, top-k (fixed k + validity mask, static output shapes), soft-argmax refinement
-         of each keypoint in its 3x3 window
+         NMS by max-pooling, top-k (fixed k + validity mask, static output shapes), optional soft-argmax
+         refinement of each keypoint in its 3x3 window (``subpixel_temperature``; off by default)
       -> 4 DescriptorHeads(p2): semi-dense local descriptors l_s at 1/4 (D=64 each), one per invariance
          kind s in KINDS = (rv_iv, ri_iv, rv_ii, ri_ii): rotation variant/invariant x illumination
          variant/invariant; sampled at keypoints (bilinear grid_sample) and L2-normalised
@@ -381,8 +381,13 @@ class FeatLocNet(nn.Module):
         c = self.conf
         image = data["image"]
         turns = range(4) if c["rotation_pooling"] else range(1)
-        feats = [self._features(torch.rot90(image, r, (2, 3))) for r in turns]
-        scores = torch.stack([torch.rot90(torch.sigmoid(f["logits"]), -r, (2, 3)) for r, f in zip(turns, feats)]).mean(0)
+        if c["rotation_pooling"]:
+            feats = [self._features(torch.rot90(image, r, (2, 3))) for r in turns]
+            scores = torch.stack([torch.rot90(torch.sigmoid(f["logits"]), -r, (2, 3))
+                                  for r, f in zip(turns, feats)]).mean(0)
+        else:  # one pass, no extra ops in the hot path (or the ONNX graph)
+            feats = [self._features(image)]
+            scores = torch.sigmoid(feats[0]["logits"])
         kpts, kscores, valid = detect_keypoints(scores, c["max_keypoints"], c["nms_radius"], c["detection_threshold"],
                                                 c["remove_borders"], c["subpixel_temperature"])
         h, w = image.shape[-2:]
