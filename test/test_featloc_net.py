@@ -47,7 +47,8 @@ def test_forward_shapes_and_norms():
     assert (out["scores"][:, :-1] >= out["scores"][:, 1:]).all()  # sorted
     dense = net.forward_dense(torch.rand(1, 3, 100, 130))  # RGB input and sizes that are not multiples of 16
     assert dense["scores"].shape == (1, 1, 100, 130)
-    assert dense["local_raw"].shape[:3] == (1, 4, 64) and dense["meta_raw"].shape[:3] == (1, 4, 16)
+    assert dense["p2"].shape[:2] == (1, net.conf["p2_dim"]) and dense["meta_raw"].shape[:3] == (1, 4, 16)
+    assert net.local_at(dense, torch.rand(1, 5, 2) * 90).shape == (1, 4, 5, 64)
 
 
 def test_fixed_k_validity_mask():
@@ -126,7 +127,7 @@ def test_sampling_convention_and_sparse_equals_dense():
         dense = net.forward_dense(x)
     kp = out["keypoints"]
     for s in range(4):
-        ref = F.normalize(sample_map(dense["local_raw"][:, s], kp, 4), dim=-1)
+        ref = F.normalize(sample_map(net.descriptor_heads[s](dense["p2"]), kp, 4), dim=-1)
         torch.testing.assert_close(out["local"][0, s], ref[0], atol=1e-5, rtol=1e-4)
         ref_m = normalize_meta(sample_map(dense["meta_raw"][:, s], kp, 8), net.meta_log_tau)
         torch.testing.assert_close(out["meta"][0, s], ref_m[0], atol=1e-5, rtol=1e-4)
@@ -352,3 +353,88 @@ def test_rotation_pooling_is_refused_with_onnxruntime():
 
     with pytest.raises(ValueError, match="torch backend only"):
         create_extractor({"name": "featloc", "backend": "onnxruntime", "model": {"rotation_pooling": True}})
+
+
+# ---------------------------------------------------------------------------------------------------- steered heads
+
+STEERED = {"steered_kinds": ("ri_iv", "ri_ii")}
+
+
+def _angle_deg(frame: torch.Tensor) -> torch.Tensor:
+    return torch.rad2deg(torch.atan2(frame[..., 1], frame[..., 0]))
+
+
+def _wrap(deg: torch.Tensor) -> torch.Tensor:
+    return (deg + 180) % 360 - 180
+
+
+def test_keypoint_orientation_turns_with_the_image():
+    """The orientation of a point follows a turn of the image: exactly for quarter turns, to a few degrees for
+    an arbitrary angle (bilinear resampling changes the gradients a little)."""
+    from featloc_ros.nn.featloc_net import rot90_points
+
+    net = _net(**STEERED)
+    rng = np.random.default_rng(0)  # textured everywhere (a flat patch has no orientation)
+    gray = cv2.GaussianBlur(rng.uniform(0, 1, (160, 160)).astype(np.float32), (0, 0), 2.0)
+    x = torch.from_numpy(gray)[None, None]
+    kp = torch.from_numpy(rng.uniform(50, 110, (1, 40, 2)).astype(np.float32))
+    with torch.no_grad():
+        a0 = _angle_deg(net.orientation(net._features(x), kp))
+        for turns in (1, 2, 3):
+            xr = torch.rot90(x, turns, (2, 3))
+            a1 = _angle_deg(net.orientation(net._features(xr), rot90_points(kp, turns, 160, 160)))
+            # torch.rot90 turns the content by -90 deg per turn in (x right, y down) pixel coordinates
+            assert _wrap(a1 - a0 + 90 * turns).abs().max() < 1e-2
+        M = cv2.getRotationMatrix2D((79.5, 79.5), 37.0, 1.0)  # +37 deg on screen = -37 deg in pixel coordinates
+        xr = torch.from_numpy(cv2.warpAffine(gray, M, (160, 160), flags=cv2.INTER_LINEAR))[None, None]
+        kpr = torch.from_numpy((np.c_[kp[0].numpy(), np.ones(40)] @ M.T).astype(np.float32))[None]
+        a1 = _angle_deg(net.orientation(net._features(xr), kpr))
+    err = _wrap(a1 - a0 + 37.0).abs()
+    assert float(err.median()) < 3.0 and float((err < 10).float().mean()) > 0.8, err
+
+
+def test_steered_descriptors_are_invariant_to_quarter_turns_and_plain_ones_are_not():
+    from featloc_ros.nn.featloc_net import rot90_points
+
+    net = _net(**STEERED)
+    x = torch.from_numpy(cv2.cvtColor(_image(96, 128, seed=2), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255)[None, None]
+    kp = torch.tensor([[[40.0, 30.0], [64.0, 48.0], [90.0, 60.0], [30.0, 70.0]]])
+    with torch.no_grad():
+        d0 = net.local_at(net._features(x), kp)
+        d1 = net.local_at(net._features(torch.rot90(x, 1, (2, 3))), rot90_points(kp, 1, 96, 128))
+    cos = (d0 * d1).sum(-1)[0]  # (S, N)
+    for s, kind in enumerate(KINDS):
+        if kind in STEERED["steered_kinds"]:
+            assert float(cos[s].min()) > 0.999, (kind, cos[s])
+    assert isinstance(net.descriptor_heads[0], torch.nn.Module) and not net.steered[0] and net.steered[1]
+
+
+def test_steered_model_exports_to_onnx(tmp_path):
+    reason = _onnx_available()
+    if reason:
+        pytest.skip(reason)
+    res = export_onnx(_net(**STEERED), tmp_path / "steered.onnx", max_keypoints=64, nms_radius=2,
+                      detection_threshold=0.0, verify_size=(64, 96))
+    assert res["common_keypoints"] > 0.95 and res["max_abs_diff"] < 1e-3, res
+
+
+def test_extractor_reads_the_architecture_file(tmp_path):
+    import json
+
+    from featloc_ros.features import create_extractor
+
+    net = _net(**STEERED)
+    torch.save(net.state_dict(), tmp_path / "v3.pt")
+    conf = {"name": "featloc", "weights": str(tmp_path / "v3.pt"), "max_keypoints": 30, "detection_threshold": 0.0,
+            "resize_max": 0}
+    with pytest.raises(RuntimeError, match="descriptor_heads.1"):  # plain architecture: the state dict does not fit
+        create_extractor(conf)
+    (tmp_path / "v3.model.json").write_text(json.dumps({"format": "featloc_ros.featloc_net/1",
+                                                        "model": {"steered_kinds": ["ri_iv", "ri_ii"]}}))
+    ext = create_extractor(conf)
+    assert ext.net.steered == (False, True, False, True)
+    f = ext(_image(96, 128, seed=4))
+    assert f.descriptors.shape == (len(f), 4 * (64 + 16)) and len(f) > 10
+    (tmp_path / "v3.model.json").write_text("{not json")
+    with pytest.raises(ValueError, match="v3.model.json"):
+        create_extractor(conf)

@@ -132,3 +132,29 @@ def test_v2_losses_train_on_the_smoke_config(tmp_path):
     names = ckpt["history_names"]
     assert out["completed"] and "spread_ri_ii" in names
     assert torch.isfinite(ckpt["history"]).all()
+
+
+def test_steered_heads_train_and_fine_tune_from_a_state_dict(tmp_path):
+    """The v3 set-up on the smoke config: steered rotation-invariant heads, the subsampled reliability rank,
+    initialisation from another model's weights (matching tensors copied, the steered heads fresh)."""
+    from featloc_ros.nn.featloc_net import FeatLocNet
+
+    torch.manual_seed(1)
+    plain = FeatLocNet()
+    torch.save(plain.state_dict(), tmp_path / "plain.pt")
+    conf = load_config(SMOKE, ["model.steered_kinds=[ri_iv, ri_ii]", "loss.reliability_cell_stride=8",
+                               f"train.init_weights={tmp_path / 'plain.pt'}", "loss.meta_loss=nce"])
+    out = train(conf, tmp_path / "v3", log=_quiet)
+    assert out["completed"]
+    log = (tmp_path / "v3" / "log.txt").read_text()
+    assert "new or reshaped: descriptor_heads.1, descriptor_heads.1.mlp, descriptor_heads.3" in log
+    ckpt = torch.load(tmp_path / "v3" / "checkpoints" / "last.pt", weights_only=True)
+    assert torch.isfinite(ckpt["history"]).all()
+    state = ckpt["model"]
+    # the backbone started from the plain model's weights (then trained a few steps: close, not equal)
+    w0, w1 = plain.state_dict()["backbone.stem.0.0.weight"], state["backbone.stem.0.0.weight"]
+    assert (w1 - w0).abs().max() < 0.05 and "descriptor_heads.1.mlp.1.weight" in state
+    sidecar = tmp_path / "v3" / "model.model.json"
+    import json
+
+    assert json.loads(sidecar.read_text())["model"]["steered_kinds"] == ["ri_iv", "ri_ii"]

@@ -13,6 +13,11 @@ Architecture (channels for the default configuration; strides relative to the in
       -> 4 DescriptorHeads(p2): semi-dense local descriptors l_s at 1/4 (D=64 each), one per invariance
          kind s in KINDS = (rv_iv, ri_iv, rv_ii, ri_ii): rotation variant/invariant x illumination
          variant/invariant; sampled at keypoints (bilinear grid_sample) and L2-normalised
+         With conf ``steered_kinds`` (v3: ri_iv, ri_ii) those heads are SteeredDescriptorHeads instead: each
+         keypoint gets an orientation (dominant gradient direction, closed-form histogram as in SIFT), and the
+         head samples low-level maps (blurred intensities, gradients in the keypoint frame) on an 8x8 grid and
+         its own learned 1/4 features on a 4x4 grid, both turned by that orientation, then an MLP: rotation
+         invariant by construction (exactly for quarter turns); patch-normalised for the ii kind
       -> MetaAttention(p3): one hand-written self-attention layer per kind (run in parallel), queries at
          1/8, keys/values average-pooled to 1/32 (global receptive field), giving meta descriptors m_s
          at 1/8 (Dm=16), sampled at keypoints, normalised and scaled by sqrt(tau) (learned temperature)
@@ -248,6 +253,136 @@ def normalize_meta(raw: torch.Tensor, log_tau: torch.Tensor, dim: int = -1) -> t
 
 
 # ----------------------------------------------------------------------------------------------------
+# steered (rotation-invariant) descriptors: keypoint orientation + patch sampled in the keypoint's frame
+# ----------------------------------------------------------------------------------------------------
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B,C,H,W) with reflect padding (radius ceil(3 sigma))."""
+    r = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def image_gradients(x: torch.Tensor) -> torch.Tensor:
+    """Central differences of (B,1,H,W) -> (B,2,H,W) (d/dx, d/dy), replicate padding at the border."""
+    xp = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    gx = 0.5 * (xp[:, :, 1:-1, 2:] - xp[:, :, 1:-1, :-2])
+    gy = 0.5 * (xp[:, :, 2:, 1:-1] - xp[:, :, :-2, 1:-1])
+    return torch.cat([gx, gy], 1)
+
+
+def low_level_maps(gray: torch.Tensor, sigmas: tuple[float, float]) -> torch.Tensor:
+    """Rotation-covariant low-level maps of the (normalised) grey image (B,1,H,W) -> (B,6,H,W):
+    [I_s1, I_s2, dI_s1/dx, dI_s1/dy, dI_s2/dx, dI_s2/dy] (Gaussian blur at sigmas s1 < s2, full resolution)."""
+    i1, i2 = gaussian_blur(gray, sigmas[0]), gaussian_blur(gray, sigmas[1])
+    return torch.cat([i1, i2, image_gradients(i1), image_gradients(i2)], 1)
+
+
+def sample_points(fmap: torch.Tensor, points: torch.Tensor, stride: int) -> torch.Tensor:
+    """Bilinear samples of a stride-``stride`` map (B,C,h,w) at pixel points (B,N,P,2) -> (B,N,P,C)
+    (same cell convention and border padding as ``sample_map``)."""
+    b, n, p, _ = points.shape
+    return sample_map(fmap, points.reshape(b, n * p, 2), stride).reshape(b, n, p, -1)
+
+
+def grid_offsets(size: int, spacing: float, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(size*size, 2) offsets (u, v) of a square grid centred on 0 with the given spacing (row-major)."""
+    t = (torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2) * spacing
+    v, u = torch.meshgrid(t, t, indexing="ij")
+    return torch.stack([u, v], -1).reshape(-1, 2)
+
+
+def keypoint_orientation(grad: torch.Tensor, keypoints: torch.Tensor, radius: float, bins: int = 36,
+                         step: float = 2.0) -> torch.Tensor:
+    """Dominant gradient orientation around each keypoint (as SIFT's orientation assignment, in closed form).
+    grad (B,2,H,W) image gradient; keypoints (B,N,2) -> (B,N,2) unit (cos phi, sin phi).
+    A histogram of the gradient angles over a grid of step ``step`` px within radius r (Gaussian window of
+    sigma r/2; the gradient should be blurred at a scale ~ step),
+    weighted by magnitude and soft-assigned to ``bins`` directions with a von Mises kernel (no atan2: the
+    cosine to each bin direction comes from a dot product); phi = argmax bin refined by a parabola through
+    it and its two neighbours. Turning the image turns phi with it (up to sampling)."""
+    n = 2 * int(radius // step) + 1
+    off = grid_offsets(n, step, keypoints.device, keypoints.dtype)  # (P, 2)
+    wgt = torch.exp(-0.5 * (off * off).sum(-1) / (radius / 2) ** 2) * ((off * off).sum(-1) <= radius ** 2)
+    g = sample_points(grad, keypoints[:, :, None] + off, 1)  # (B,N,P,2)
+    mag = g.norm(dim=-1, keepdim=True)
+    ang = torch.arange(bins, device=g.device, dtype=g.dtype) * (2 * math.pi / bins)
+    dirs = torch.stack([torch.cos(ang), torch.sin(ang)], -1)  # (K, 2)
+    cos = (g @ dirs.t()) / (mag + 1e-8)  # (B,N,P,K) cosine between each gradient and each bin direction
+    kappa = 1.0 / (2 * math.pi / bins) ** 2  # von Mises concentration ~ one bin width
+    hist = (torch.exp(kappa * (cos - 1)) * (mag * wgt[:, None])).sum(2)  # (B,N,K)
+    k0 = hist.argmax(-1, keepdim=True)
+    hm = torch.gather(hist, -1, (k0 - 1) % bins)
+    h0 = torch.gather(hist, -1, k0)
+    hp = torch.gather(hist, -1, (k0 + 1) % bins)
+    den = hm - 2 * h0 + hp
+    delta = torch.where(den.abs() > 1e-12, 0.5 * (hm - hp) / torch.where(den.abs() > 1e-12, den, torch.ones_like(den)),
+                        torch.zeros_like(den)).clamp(-0.5, 0.5)
+    phi = ((k0.to(g.dtype) + delta) * (2 * math.pi / bins))[..., 0]
+    return torch.stack([torch.cos(phi), torch.sin(phi)], -1)
+
+
+def steer_points(keypoints: torch.Tensor, frame: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Points of a pattern in each keypoint's frame: keypoints (B,N,2), frame (B,N,2) (cos, sin),
+    offsets (P,2) (u, v) -> (B,N,P,2) pixels p + u * (cos, sin) + v * (-sin, cos)."""
+    c, s = frame[..., None, 0], frame[..., None, 1]  # (B,N,1)
+    u, v = offsets[:, 0], offsets[:, 1]  # (P,)
+    return keypoints[:, :, None] + torch.stack([u * c - v * s, u * s + v * c], -1)
+
+
+def to_frame(vectors: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    """Image-plane vectors (B,N,P,2) -> their (u, v) components in each keypoint's frame (B,N,2)."""
+    c, s = frame[..., None, 0], frame[..., None, 1]
+    x, y = vectors[..., 0], vectors[..., 1]
+    return torch.stack([x * c + y * s, -x * s + y * c], -1)
+
+
+class SteeredDescriptorHead(nn.Module):
+    """A rotation-invariant local descriptor kind: a patch sampled in each keypoint's own frame (its dominant
+    gradient orientation), so that turning the image turns the sampling pattern with it.
+    Inputs per keypoint, sampled bilinearly on grids rotated by the keypoint orientation:
+      - low-level maps (``low_level_maps``) on a G x G grid: the two blurred intensities and the two gradients
+        expressed in the keypoint frame (u, v components), i.e. 6 values per grid point;
+      - learned context: a 1x1 projection (Cf channels) of this head's 1/4-resolution trunk, on a G2 x G2 grid.
+    With ``normalize_patch`` (illumination-invariant kinds) the intensities are standardised over the patch and
+    the gradients divided by their RMS over the patch (invariant to a local gain and offset).
+    Then BatchNorm + MLP -> (B,N,D) unnormalised descriptors."""
+
+    def __init__(self, p2_dim: int, dim: int, grid: int, spacing: float, feat_dim: int, feat_grid: int,
+                 hidden: int, normalize_patch: bool):
+        super().__init__()
+        self.trunk = DWSeparable(p2_dim, p2_dim)
+        self.feat = nn.Conv2d(p2_dim, feat_dim, 1)
+        self.normalize_patch = normalize_patch
+        self.register_buffer("offsets", grid_offsets(grid, spacing), persistent=False)
+        feat_spacing = spacing * (grid - 1) / max(feat_grid - 1, 1)
+        self.register_buffer("feat_offsets", grid_offsets(feat_grid, feat_spacing), persistent=False)
+        n_in = 6 * grid * grid + feat_dim * feat_grid * feat_grid
+        self.mlp = nn.Sequential(nn.BatchNorm1d(n_in), nn.Linear(n_in, hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, dim))
+
+    def forward(self, p2: torch.Tensor, low: torch.Tensor, keypoints: torch.Tensor, frame: torch.Tensor
+                ) -> torch.Tensor:
+        """p2 (B,Cp2,h4,w4), low (B,6,H,W), keypoints (B,N,2), frame (B,N,2) -> (B,N,D) unnormalised."""
+        b, n = keypoints.shape[:2]
+        x = sample_points(low, steer_points(keypoints, frame, self.offsets), 1)  # (B,N,P,6)
+        inten = x[..., :2]
+        grads = torch.cat([to_frame(x[..., 2:4], frame), to_frame(x[..., 4:6], frame)], -1)  # (B,N,P,4)
+        if self.normalize_patch:
+            inten = inten - inten.mean(2, keepdim=True)
+            inten = inten / (inten.pow(2).mean(2, keepdim=True).sqrt() + 1e-3)
+            grads = grads / (grads.pow(2).mean((2, 3), keepdim=True).sqrt() + 1e-3)
+        ctx = sample_points(self.feat(self.trunk(p2)), steer_points(keypoints, frame, self.feat_offsets), 4)
+        z = torch.cat([inten.flatten(2), grads.flatten(2), ctx.flatten(2)], -1)  # (B,N,n_in)
+        return self.mlp(z.reshape(b * n, -1)).reshape(b, n, -1)
+
+
+# ----------------------------------------------------------------------------------------------------
 # invariance-selected distance
 # ----------------------------------------------------------------------------------------------------
 
@@ -310,6 +445,16 @@ class FeatLocNet(nn.Module):
         "remove_borders": 4,
         "subpixel_temperature": 0.0,  # > 0: soft-argmax refinement in the 3x3 window (v2 peaks are one pixel wide: no gain)
         "rotation_pooling": False,  # average scores and descriptors over the 4 rotations of the image by 90 deg
+        # steered heads (v3): these kinds sample a patch in each keypoint's frame (SteeredDescriptorHead)
+        "steered_kinds": (),  # e.g. ("ri_iv", "ri_ii"); () = every head is a plain semi-dense map (v1, v2)
+        "steer_grid": 8,  # G: low-level samples on a G x G grid ...
+        "steer_spacing": 2.5,  # ... with this spacing in pixels (support (G-1) * spacing)
+        "steer_feature_dim": 16,  # Cf: learned context channels ...
+        "steer_feature_grid": 4,  # ... on a G2 x G2 grid over the same support
+        "steer_hidden": 256,
+        "low_level_sigmas": (1.0, 2.0),  # blur of the low-level maps (pixels)
+        "orientation_radius": 8.0,  # window of the orientation histogram (pixels; uses the s2 gradient)
+        "orientation_bins": 36,
     }
     kinds = KINDS
 
@@ -323,7 +468,15 @@ class FeatLocNet(nn.Module):
         self.backbone = Backbone(ch)
         self.fpn = FPN(ch, c["p3_dim"], c["p2_dim"])
         self.keypoint_head = KeypointHead(ch[0], c["p2_dim"])
-        self.descriptor_heads = nn.ModuleList([DescriptorHead(c["p2_dim"], c["descriptor_dim"]) for _ in KINDS])
+        bad = set(c["steered_kinds"]) - set(KINDS)
+        if bad:
+            raise ValueError(f"FeatLocNet: steered_kinds {sorted(bad)} are not descriptor kinds {KINDS}")
+        self.steered = tuple(k in c["steered_kinds"] for k in KINDS)
+        self.descriptor_heads = nn.ModuleList([
+            SteeredDescriptorHead(c["p2_dim"], c["descriptor_dim"], c["steer_grid"], c["steer_spacing"],
+                                  c["steer_feature_dim"], c["steer_feature_grid"], c["steer_hidden"],
+                                  normalize_patch=kind_invariances(k)[1])
+            if steered else DescriptorHead(c["p2_dim"], c["descriptor_dim"]) for k, steered in zip(KINDS, self.steered)])
         self.meta = MetaAttention(c["p3_dim"], c["attn_dim"], c["meta_dim"], c["attn_pool"], len(KINDS))
         self.meta_log_tau = nn.Parameter(torch.tensor(math.log(c["init_tau"])))
 
@@ -351,24 +504,45 @@ class FeatLocNet(nn.Module):
         p3, p2 = self.fpn(feats)
         logits = self.keypoint_head(feats[0], p2)
         h, w = image.shape[-2:]
-        return {"logits": logits[..., :h, :w], "p2": p2, "p3": p3}
+        f = {"logits": logits[..., :h, :w], "p2": p2, "p3": p3}
+        if any(self.steered):
+            f["low"] = low_level_maps(gray, tuple(self.conf["low_level_sigmas"]))
+        return f
 
     def forward_dense(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Dense outputs for training. image (B,1|3,H,W) in [0,1] ->
-        logits, scores (B,1,H,W); local_raw (B,S,D,h4,w4) unnormalised; meta_raw (B,S,Dm,h8,w8) unnormalised."""
+        logits, scores (B,1,H,W); meta_raw (B,S,Dm,h8,w8) unnormalised; the features p2, p3 (and the low-level
+        maps ``low`` with steered heads) from which ``local_at`` computes the local descriptors at any points."""
         f = self._features(image)
-        return {"logits": f["logits"], "scores": torch.sigmoid(f["logits"]),
-                "local_raw": torch.stack([head(f["p2"]) for head in self.descriptor_heads], 1),
-                "meta_raw": torch.stack(self.meta(f["p3"]), 1)}
+        return {**f, "scores": torch.sigmoid(f["logits"]), "meta_raw": torch.stack(self.meta(f["p3"]), 1)}
+
+    def orientation(self, f: dict[str, torch.Tensor], keypoints: torch.Tensor) -> torch.Tensor:
+        """Keypoint frames (B,N,2) (cos, sin) from the low-level maps of ``_features`` (steered heads only)."""
+        return keypoint_orientation(f["low"][:, 4:6], keypoints, self.conf["orientation_radius"],
+                                    self.conf["orientation_bins"])
+
+    def local_at(self, f: dict[str, torch.Tensor], keypoints: torch.Tensor, kinds: tuple[int, ...] | None = None
+                 ) -> torch.Tensor:
+        """Unit local descriptors at pixel points (B,N,2) -> (B,S',N,D) for the kind indices ``kinds``
+        (default all). Plain heads sample their 1/4 trunk and apply the 1x1 projection to the samples (bilinear
+        sampling commutes with a 1x1 convolution: the same as sampling the dense map); steered heads sample
+        their patch in the keypoint frame."""
+        kinds = range(len(KINDS)) if kinds is None else kinds
+        frame = self.orientation(f, keypoints) if any(self.steered[s] for s in kinds) else None
+        local = []
+        for s in kinds:
+            head = self.descriptor_heads[s]
+            if self.steered[s]:
+                x = head(f["p2"], f["low"], keypoints, frame)
+            else:
+                x = head.project(sample_map(head.trunk(f["p2"]), keypoints, 4))
+            local.append(F.normalize(x, dim=-1))
+        return torch.stack(local, 1)
 
     def describe(self, f: dict[str, torch.Tensor], keypoints: torch.Tensor) -> dict[str, torch.Tensor]:
         """Descriptors at keypoints (B,N,2): local (B,S,N,D) unit, meta (B,S,N,Dm) scaled unit."""
-        local = []
-        for head in self.descriptor_heads:
-            x = sample_map(head.trunk(f["p2"]), keypoints, 4)
-            local.append(F.normalize(head.project(x), dim=-1))
         meta = [normalize_meta(sample_map(m, keypoints, 8), self.meta_log_tau) for m in self.meta(f["p3"])]
-        return {"local": torch.stack(local, 1), "meta": torch.stack(meta, 1)}
+        return {"local": self.local_at(f, keypoints), "meta": torch.stack(meta, 1)}
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """data["image"] (B,1|3,H,W) float in [0,1] ->

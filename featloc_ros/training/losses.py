@@ -22,7 +22,8 @@ Detector (R2D2-style, dense, fast on CPU):
 - repeatability: 1 - mean cosine similarity of N x N patches of S_A and S_B warped into A;
 - peakiness: 1 - mean(maxpool_N(S) - avgpool_N(S)) on all views;
 - reliability: cells whose descriptor (``reliability_kind``) is distinctive (reciprocal rank P of the true
-  match among the cells of B farther than ``neighbor_radius``) should hold a peak, others should not:
+  match among the cells of B farther than ``neighbor_radius``; with ``reliability_cell_stride`` 8 the rank is
+  estimated on every other cell, times 4) should hold a peak, others should not:
   mean(1 - P*R - kappa*(1 - R)) with R the max score in the 4x4 cell (as R2D2's AP/reliability loss).
 """
 
@@ -44,6 +45,7 @@ DEFAULT_LOSS_CONF = {
     "meta_temperature": 0.05,
     "patch_size": 16,  # repeatability / peakiness window
     "reliability_kind": "ri_ii",
+    "reliability_cell_stride": 4,  # 8: rank the true match among every other 1/4 cell (x4), 4x cheaper
     "kappa": 0.5,
     "weights": {"descriptor": 1.0, "variant": 1.0, "meta": 1.0, "repeatability": 1.0, "peakiness": 0.5,
                 "reliability": 0.5, "spread": 0.0},
@@ -112,11 +114,15 @@ def unit_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (2.0 - 2.0 * a @ b.transpose(-1, -2)).clamp(min=1e-6).sqrt()
 
 
-def _sample_desc(local_raw: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
-    """(b,S,D,h,w) raw maps, (b,K,2) -> (S, b*K, D) unit descriptors."""
-    b, s, d, h, w = local_raw.shape
-    x = sample_map(local_raw.reshape(b, s * d, h, w), pts, 4).reshape(b, -1, s, d)
-    return F.normalize(x, dim=-1).permute(2, 0, 1, 3).reshape(s, -1, d)
+def _flat_kinds(local: torch.Tensor) -> torch.Tensor:
+    """(b,S,K,D) -> (S, b*K, D)."""
+    b, s, k, d = local.shape
+    return local.transpose(0, 1).reshape(s, b * k, d)
+
+
+def _slice(out: dict, start: int, stop: int) -> dict:
+    """The images start:stop of the batched dense outputs of FeatLocNet.forward_dense."""
+    return {k: v[start:stop] for k, v in out.items()}
 
 
 def _sample_meta(meta_raw: torch.Tensor, pts: torch.Tensor, log_tau: torch.Tensor) -> torch.Tensor:
@@ -150,14 +156,15 @@ def detector_losses(scores: torch.Tensor, batch: dict, conf: dict) -> dict[str, 
     return {"repeatability": rep, "peakiness": peaky}
 
 
-def compute_losses(out: dict, batch: dict, conf: dict, log_tau: torch.Tensor, generator: torch.Generator
+def compute_losses(out: dict, batch: dict, conf: dict, model, generator: torch.Generator
                    ) -> tuple[torch.Tensor, dict[str, float]]:
-    """``out`` = FeatLocNet.forward_dense(cat([A, B, B0])); ``batch`` from data.collate.
+    """``out`` = model.forward_dense(cat([A, B, B0])) of a FeatLocNet ``model`` (whose ``local_at`` gives the
+    local descriptors at points and ``meta_log_tau`` the meta temperature); ``batch`` from data.collate.
     Returns (total loss, {name: float} for logging)."""
     c = {**DEFAULT_LOSS_CONF, **conf, "weights": {**DEFAULT_LOSS_CONF["weights"], **conf.get("weights", {})}}
     b = batch["A"].shape[0]
-    local_raw, meta_raw = out["local_raw"], out["meta_raw"]
-    h4, w4 = local_raw.shape[-2:]
+    meta_raw, log_tau = out["meta_raw"], model.meta_log_tau
+    h4, w4 = out["p2"].shape[-2:]
     K = int(c["points_per_image"])
 
     # --- anchors: K cells of A with valid correspondences in B and B0
@@ -169,8 +176,7 @@ def compute_losses(out: dict, batch: dict, conf: dict, log_tau: torch.Tensor, ge
     pa = torch.gather(cells, 1, pick[..., None].expand(-1, -1, 2))
     pb = torch.gather(pb_all, 1, pick[..., None].expand(-1, -1, 2))
     pb0 = torch.gather(pb0_all, 1, pick[..., None].expand(-1, -1, 2))
-    la, lb, lb0 = _sample_desc(local_raw[:b], pa), _sample_desc(local_raw[b:2 * b], pb), _sample_desc(
-        local_raw[2 * b:], pb0)
+    la, lb, lb0 = (_flat_kinds(x) for x in model.local_at(out, torch.cat([pa, pb, pb0])).split(b))
     sid = torch.arange(b).repeat_interleave(K)
     flat_pa = pa.reshape(-1, 2)
     exclude = (sid[:, None] == sid[None, :]) & (torch.cdist(flat_pa, flat_pa) < c["neighbor_radius"])
@@ -229,13 +235,14 @@ def compute_losses(out: dict, batch: dict, conf: dict, log_tau: torch.Tensor, ge
     s_idx = KINDS.index(c["reliability_kind"])
     with torch.no_grad():
         # reciprocal rank of the true match among the cells of B (same sample) farther than the radius
-        dense_b = F.normalize(local_raw[b:2 * b, s_idx].flatten(2), dim=1)  # (b, D, h4*w4)
+        stride = int(c["reliability_cell_stride"])  # candidates: cells of B on a grid of this stride (px)
+        cells_b = cell_centers(h4 * 4 // stride, w4 * 4 // stride, stride)
+        dense_b = model.local_at(_slice(out, b, 2 * b), cells_b[None].expand(b, -1, -1), (s_idx,))[:, 0]
         anc = la[s_idx].reshape(b, K, -1)
-        sims = anc @ dense_b  # (b, K, h4*w4)
+        sims = anc @ dense_b.transpose(1, 2)  # (b, K, h4*w4)
         pos_sim = (anc * lb[s_idx].reshape(b, K, -1)).sum(-1, keepdim=True)
-        cells_b = cell_centers(h4, w4)
         near = torch.cdist(pb, cells_b[None].expand(b, -1, -1)) < c["neighbor_radius"]
-        rank = ((sims > pos_sim) & ~near).sum(-1).float()
+        rank = ((sims > pos_sim) & ~near).sum(-1).float() * (stride / 4) ** 2  # rank among the 1/4 cells
         P = (1.0 / (1.0 + rank)).reshape(-1)
     R = F.max_pool2d(out["scores"][:b], 4, 4)[:, 0].flatten(1)  # (b, h4*w4): max score in each cell
     R = torch.gather(R, 1, pick).reshape(-1)

@@ -38,6 +38,7 @@ DEFAULT_TRAIN_CONF = {
     "log_every": 10,
     "checkpoint_every": 100,
     "plot_every": 100,
+    "init_weights": None,  # a state dict to start from (fine-tuning): tensors with the same name and shape
 }
 
 DEFAULT_EXPORT_CONF = {
@@ -265,6 +266,8 @@ def train(conf: dict, out_dir: str | Path, resume: bool = False, max_steps: int 
     dataset = PairDataset(conf["data"], seed)
     say(f"[featloc] data: {json.dumps(dataset.describe_sources())} (loaded in {time.time() - t0:.1f}s)")
     step, history = 0, {"steps": [], "logs": [], "time": []}
+    if tc["init_weights"] and not (resume and ckpt_path.is_file()):
+        say(f"[featloc] {initialize_from(model, _resolve(tc['init_weights']))}")
     if resume and ckpt_path.is_file():
         step, history, old_yaml = load_checkpoint(ckpt_path, model, optimizer)
         if old_yaml != yaml.safe_dump(conf, sort_keys=True):
@@ -286,7 +289,7 @@ def train(conf: dict, out_dir: str | Path, resume: bool = False, max_steps: int 
         batch = collate([dataset[step * B + i] for i in range(B)])
         out = model.forward_dense(torch.cat([batch["A"], batch["B"], batch["B0"]]))
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        loss, logs = compute_losses(out, batch, conf["loss"], model.meta_log_tau, gen)
+        loss, logs = compute_losses(out, batch, conf["loss"], model, gen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc["grad_clip"]:
@@ -324,6 +327,27 @@ def train(conf: dict, out_dir: str | Path, resume: bool = False, max_steps: int 
     return summary
 
 
+def initialize_from(model, path: Path) -> str:
+    """Copy the tensors of a state dict (``weights_only``) whose name and shape match the model's; the rest keep
+    their initialisation. Returns a one-line report."""
+    import torch
+
+    if not path.is_file():
+        raise FileNotFoundError(f"train.init_weights: {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    same = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(same, strict=False)
+    fresh = sorted({k.rsplit(".", 2)[0] for k in own if k not in same})
+    return (f"initialised {len(same)}/{len(own)} tensors from {path}; new or reshaped: "
+            f"{', '.join(fresh) if fresh else 'none'}")
+
+
+def model_sidecar(weights: Path) -> Path:
+    """The architecture file next to a weights file: featloc_v3.pt -> featloc_v3.model.json."""
+    return weights.with_suffix(".model.json")
+
+
 def export(model, conf: dict, out_dir: Path, say=print) -> dict:
     """Write the weights (state dict) and, if configured, the ONNX model (verified with onnxruntime)."""
     import torch
@@ -336,6 +360,8 @@ def export(model, conf: dict, out_dir: Path, say=print) -> dict:
     weights = _resolve(ec["weights"], out_dir / "model.pt")
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), weights)
+    model_sidecar(weights).write_text(json.dumps({"format": "featloc_ros.featloc_net/1", "model": conf["model"]},
+                                                 indent=2) + "\n")
     result["weights"] = str(weights)
     say(f"[featloc] weights -> {weights}")
     onnx_path = _resolve(ec["onnx"])
