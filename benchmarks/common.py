@@ -49,3 +49,23 @@ def write_results(name: str, data: dict, markdown: str) -> tuple[Path, Path]:
                                          f"{data['environment']['git_commit']}, {data['environment']['cpu_count']} "
                                          f"CPUs, Python {data['environment']['python']}_\n")
     return jpath, mpath
+
+
+def merge_previous_rows(name: str, results: dict[str, dict]) -> tuple[dict[str, dict], dict]:
+    """For ``--update`` runs: the rows of the committed results/<name>.json that this run did not measure are
+    kept (this run's rows replace rows of the same label, in place). Each new row is tagged with this run's
+    date and commit (``row["run"]``), and the previous file's environment is returned for the record.
+    ``results`` is {set: {row label: row dict}}; missing previous file -> (results, {})."""
+    path = RESULTS_DIR / f"{name}.json"
+    if not path.is_file():
+        return results, {}
+    previous = json.loads(path.read_text())
+    env = environment()
+    merged: dict[str, dict] = {}
+    for set_name, rows in previous.get("results", {}).items():
+        merged[set_name] = {label: rows.get(label) for label in rows}
+    for set_name, rows in results.items():
+        for label, row in rows.items():
+            row["run"] = {"date_utc": env["date_utc"], "git_commit": env["git_commit"]}
+            merged.setdefault(set_name, {})[label] = row
+    return merged, previous.get("environment", {})

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common import markdown_table, write_results  # noqa: E402
+from common import merge_previous_rows, markdown_table, write_results  # noqa: E402
 
 from featloc_ros.evaluation.datasets import load_slambook_rgbd, read_rgb, shared_data_dir
 from featloc_ros.evaluation.fox import FOX_THRESHOLDS_PCT, fox_frames
 from featloc_ros.evaluation.localization import Frame, build_evaluation_map, localize_frames
 from featloc_ros.features import confs as feature_confs
-from featloc_ros.features import create_extractor
+from featloc_ros.features.featloc import resolve_model_file
 from peer_features import localize_with_peer_matcher, precompute
 
 METRIC_THRESHOLDS = ((0.25, 2.0), (0.5, 5.0), (5.0, 10.0))
@@ -108,6 +108,9 @@ def main(argv=None) -> int:
                         "own matcher for the query-keyframe matching; skipped with --quick")
     p.add_argument("--peer-keypoints", type=int, default=2048)
     p.add_argument("--name", default="localization", help="results file name")
+    p.add_argument("--update", action="store_true",
+                   help="keep the rows of the committed results file that this run does not measure (e.g. rerun "
+                        "only our learned features after new weights; each new row records its own commit)")
     args = p.parse_args(argv)
     args.features = args.features or (["rootsift"] if args.quick else ["rootsift", "sift"])
     data = shared_data_dir()
@@ -117,8 +120,9 @@ def main(argv=None) -> int:
     for spec in args.features:
         feat, matcher = parse_method(spec)
         label = f"{feat}+{matcher or args.matcher}"
-        try:
-            create_extractor(feat)
+        try:  # learned weights present? (checked without loading the model)
+            if feature_confs.get(feat, {}).get("name") == "featloc":
+                resolve_model_file(feature_confs[feat].get("weights"))
         except FileNotFoundError as e:  # learned weights not shipped
             skipped[label] = str(e).splitlines()[0]
             continue
@@ -173,6 +177,13 @@ def main(argv=None) -> int:
                     s.update({"num_map_frames": len(train), "map_build_s": build_s, "scene_extent": extent})
                     results.setdefault(set_name, {})[label] = s
             print(f"done: {label}", flush=True)
+    for by_method in results.values():
+        for s in by_method.values():
+            s.pop("frames", None)
+    suffix = "_quick" if args.quick else ""
+    previous_env = {}
+    if args.update:
+        results, previous_env = merge_previous_rows(f"{args.name}{suffix}", results)
     md = ["# Localization benchmark\n",
           "Recall at (position, rotation) thresholds; metric sets use metres, fox uses % of the scene extent. "
           "Every query is localized from retrieval alone (no tracking prior). The *rolled* sets turn the query "
@@ -197,12 +208,13 @@ def main(argv=None) -> int:
     if not_run:
         md.append("\n## Not run\n")
         md += [f"- {k}: {v}" for k, v in not_run.items()]
-    for by_method in results.values():
-        for s in by_method.values():
-            s.pop("frames", None)
-    suffix = "_quick" if args.quick else ""
+    if previous_env:
+        updated = sorted({m for by_method in results.values() for m, s in by_method.items() if "run" in s})
+        md.append(f"\nRows re-measured by this run (the others are from commit {previous_env.get('git_commit')}, "
+                  f"{previous_env.get('date_utc')}): {', '.join(updated)}.\n")
     write_results(f"{args.name}{suffix}", {"settings": vars(args), "results": results, "missing": missing,
-                                           "skipped": skipped}, "\n".join(md))
+                                           "skipped": skipped, "previous_environment": previous_env},
+                  "\n".join(md))
     for set_name, by_method in results.items():
         for m, s in by_method.items():
             print(f"{set_name:<26} {m:<45} {s['num_localized']}/{s['num_frames']} recall {list(s['recall'].values())}")

@@ -99,7 +99,7 @@ OURS = {
     "sift+mnn_ratio": ("sift", "mnn_ratio"),
     "rootsift+mnn": ("rootsift", "mnn"),
     "sift+mnn": ("sift", "mnn"),  # plain mutual NN: the descriptor-only comparison of the learned features
-    # learned (models/featloc_v2.pt): invariance selection on, and the ablation variants
+    # learned (models/featloc_v3.pt): invariance selection on, and the ablation variants
     "featloc+isnn": ("featloc", "featloc_isnn"),
     "featloc_rot4+isnn": ("featloc_rot4", "featloc_isnn"),  # rotation pooling (4 passes)
     "featloc_concat+mnn": ("featloc_concat", "mnn"),

@@ -73,3 +73,41 @@ def test_invalid_input(localizer, demo_small):
 def test_unknown_conf_key(demo_small):
     with pytest.raises(ValueError, match="unknown configuration keys"):
         Localizer(demo_small["map"], {"min_inlier": 3})
+
+
+def test_learned_features_localize_rolled_queries(demo_small, tmp_path):
+    """A map built with the shipped FeatLoc weights (invariance-selected descriptors, ratio-tested matcher):
+    retrieval aggregates the rotation-invariant descriptor (recorded in the manifest), so queries whose camera
+    is rolled by 90 and 180 degrees about its optical axis are localized, as the upright ones are."""
+    from featloc_ros.evaluation.localization import Frame
+    from featloc_ros.evaluation.query_changes import rolled_frame
+    from featloc_ros.features.featloc import resolve_model_file
+    from featloc_ros.mapping.builder import KeyframeInput, build_map
+    from featloc_ros.mapping.map_format import load_map
+
+    try:
+        resolve_model_file(None)
+    except FileNotFoundError as e:
+        pytest.skip(str(e).splitlines()[0])
+    from featloc_ros.demo.scene import camera_path
+
+    scene, K, cam = demo_small["scene"], demo_small["K"], demo_small["camera"]
+    kfs = [KeyframeInput(f"kf{i:03d}.jpg", scene.render(T, K, cam.width, cam.height)[0], cam, T, i)
+           for i, T in enumerate(camera_path("mapping", 24))]
+    features = {"name": "featloc", "descriptor": "selected", "max_keypoints": 1024, "resize_max": 0}
+    build_map(kfs, tmp_path / "learned", features=features, matcher="featloc_isnn_ratio", progress=False)
+    vmap = load_map(tmp_path / "learned")
+    assert vmap.manifest["retrieval"]["columns"] == [192, 256]  # l_ri_ii of the selected descriptor
+    loc = Localizer(vmap)
+    localized = {0: 0, 90: 0, 180: 0}
+    for i, (image, camera, T) in enumerate(demo_small["queries"]):
+        for angle in localized:
+            f = Frame(f"q{i}", image, camera, T)
+            if angle:
+                f = rolled_frame(f, angle)
+            loc.reset()
+            r = loc.localize(f.image, f.camera, timestamp=0.0)
+            if r.ok:
+                pos, rot = pose_errors(r.T_map_cam, f.T_world_cam)
+                localized[angle] += int(pos < 0.1 and rot < 2.0)
+    assert localized[0] >= 4 and localized[90] >= 4 and localized[180] >= 4, localized

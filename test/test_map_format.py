@@ -126,3 +126,24 @@ def test_pickled_arrays_are_refused(map_copy):
     _rewrite(map_copy, "retrieval.npz", codebook=np.array([cb, "x"], dtype=object))
     with pytest.raises(MapFormatError, match=r"retrieval.npz: cannot read arrays"):
         load_map(map_copy)
+
+
+def test_bad_retrieval_columns_named(map_copy):
+    m = json.loads((map_copy / "manifest.json").read_text())
+    m["retrieval"]["columns"] = [0, 10 ** 6]
+    (map_copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(MapFormatError, match=r"manifest.json: retrieval.columns \[0, 1000000\]"):
+        load_map(map_copy)
+
+
+def test_vlad_aggregates_only_the_retrieval_columns():
+    from featloc_ros.retrieval import VLAD
+
+    rng = np.random.default_rng(0)
+    desc = rng.normal(size=(200, 12)).astype(np.float32)
+    codebook = rng.normal(size=(4, 5)).astype(np.float32)
+    sub = VLAD(codebook, (3, 8))
+    np.testing.assert_allclose(sub.describe(desc), VLAD(codebook).describe(desc[:, 3:8]))
+    assert sub.describe(desc).shape == (20,)
+    with pytest.raises(ValueError, match="codebook width"):
+        VLAD(codebook, (0, 12))

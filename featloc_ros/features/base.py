@@ -48,3 +48,8 @@ class Extractor(Configurable):
     @property
     def descriptor_dim(self) -> int:
         raise NotImplementedError
+
+    @property
+    def retrieval_columns(self) -> tuple[int, int] | None:
+        """The descriptor columns [start, stop) that keyframe retrieval aggregates (None: all of them)."""
+        return None

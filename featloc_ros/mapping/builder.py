@@ -116,7 +116,8 @@ def build_map(keyframes: list[KeyframeInput], out_dir: str | Path, features: str
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    vmap = _to_visual_map(rec, keyframes, feats, num_vlad_clusters, seed)
+    columns = extractor.retrieval_columns
+    vmap = _to_visual_map(rec, keyframes, feats, num_vlad_clusters, seed, columns)
     vmap.manifest = {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "featloc_ros_version": __version__,
@@ -127,7 +128,8 @@ def build_map(keyframes: list[KeyframeInput], out_dir: str | Path, features: str
                   else "arbitrary: incremental SfM without poses (frame and scale of the first reconstruction)"),
         "poses_source": "input poses, held fixed during triangulation" if have_poses else "pycolmap incremental_mapping",
         "features": fconf, "matcher": mconf,
-        "retrieval": {"name": "vlad", "num_clusters": int(vmap.codebook.shape[0])},
+        "retrieval": {"name": "vlad", "num_clusters": int(vmap.codebook.shape[0]),
+                      "columns": list(columns) if columns else None},
         "source": source or {},
         "num_pairs": len(pairs),
     }
@@ -205,7 +207,8 @@ def _reconstruct(keyframes, feats, pairs, match, work: Path, image_dir: Path, ha
     return max(models.values(), key=lambda r: r.num_reg_images())
 
 
-def _to_visual_map(rec, keyframes, feats, num_vlad_clusters: int, seed: int) -> VisualMap:
+def _to_visual_map(rec, keyframes, feats, num_vlad_clusters: int, seed: int,
+                   columns: tuple[int, int] | None = None) -> VisualMap:
     by_name = {k.name: i for i, k in enumerate(keyframes)}
     point_ids = sorted(rec.points3D.keys())
     if not point_ids:
@@ -228,8 +231,10 @@ def _to_visual_map(rec, keyframes, feats, num_vlad_clusters: int, seed: int) -> 
         poses.append(invert_transform(make_transform(image.cam_from_world().rotation.matrix(),
                                                      image.cam_from_world().translation)))
     all_desc = np.concatenate([f.descriptors for f in feats])
+    if columns:
+        all_desc = all_desc[:, columns[0]:columns[1]]
     codebook = train_codebook(all_desc, num_vlad_clusters, seed=seed)
-    vlad = VLAD(codebook)
+    vlad = VLAD(codebook, columns)
     gdesc = np.stack([vlad.describe(feats[ki].descriptors) for ki, _ in kept])
     pts = [rec.points3D[pid] for pid in point_ids]
     cam_ids = {}

@@ -214,9 +214,16 @@ def load_map(path: str | Path, verify_checksums: bool = True) -> VisualMap:
         raise MapFormatError(f"{path / 'observations.npz'}: field 'point_index' out of range [0, {P})")
     codebook = data["retrieval.npz"]["codebook"]
     D = obs["descriptors"].shape[1]
-    if codebook.shape[1] != D or kf["global_descriptors"].shape[1] != codebook.size:
+    columns = (manifest.get("retrieval") or {}).get("columns")  # aggregated descriptor columns (None: all)
+    if columns is not None and not (isinstance(columns, list) and len(columns) == 2
+                                    and all(isinstance(c, int) for c in columns) and 0 <= columns[0] < columns[1] <= D):
+        raise MapFormatError(f"{path / 'manifest.json'}: retrieval.columns {columns!r} is not [start, stop] "
+                             f"within the descriptor dim {D}")
+    d_ret = D if columns is None else columns[1] - columns[0]
+    if codebook.shape[1] != d_ret or kf["global_descriptors"].shape[1] != codebook.size:
         raise MapFormatError(f"{path / 'retrieval.npz'}: field 'codebook' shape {codebook.shape} does not fit "
-                             f"descriptor dim {D} / global descriptor dim {kf['global_descriptors'].shape[1]}")
+                             f"retrieval descriptor dim {d_ret} / global descriptor dim "
+                             f"{kf['global_descriptors'].shape[1]}")
     return VisualMap(
         manifest=manifest, cameras=cameras, keyframe_names=kf["names"], keyframe_stamps_ns=kf["stamps_ns"],
         keyframe_camera_ids=kf["camera_ids"], T_map_cam=kf["T_map_cam"],

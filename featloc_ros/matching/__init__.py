@@ -15,7 +15,8 @@ confs: dict[str, dict] = {
     "mnn": {"name": "nearest_neighbor", "ratio_threshold": 0.0, "mutual_check": True},
     # for FeatLoc "selected" descriptors (features conf "featloc"): invariance-selected distance
     "featloc_isnn": {"name": "invariance_selected_nn", "ratio_threshold": 0.0, "mutual_check": True},
-    "featloc_isnn_ratio": {"name": "invariance_selected_nn", "ratio_threshold": 0.9, "mutual_check": True},
+    # with Lowe's ratio test (0.8, as mnn_ratio): for maps and localization (many keyframes, wrong matches add up)
+    "featloc_isnn_ratio": {"name": "invariance_selected_nn", "ratio_threshold": 0.8, "mutual_check": True},
 }
 
 

@@ -23,23 +23,33 @@ def train_codebook(descriptors: np.ndarray, num_clusters: int = 32, max_samples:
 
 
 class VLAD:
-    """describe((N, D) local descriptors) -> (K*D,) float32 unit vector.
+    """describe((N, D) local descriptors) -> (K*d,) float32 unit vector.
 
     Intra-normalisation + power (signed square root) normalisation + global L2 normalisation.
+    ``columns`` (start, stop): aggregate only these descriptor columns (d = stop - start; the extractor's
+    ``retrieval_columns``, recorded in the map manifest), e.g. the invariant part of a composite descriptor.
     """
 
-    def __init__(self, codebook: np.ndarray):
+    def __init__(self, codebook: np.ndarray, columns: tuple[int, int] | list[int] | None = None):
         self.codebook = np.asarray(codebook, dtype=np.float32)
+        self.columns = None if columns is None else (int(columns[0]), int(columns[1]))
+        if self.columns is not None and self.columns[1] - self.columns[0] != self.codebook.shape[1]:
+            raise ValueError(f"VLAD: columns {self.columns} do not fit the codebook width {self.codebook.shape[1]}")
+
+    def view(self, descriptors: np.ndarray) -> np.ndarray:
+        """The columns of (N, D) descriptors that are aggregated."""
+        return descriptors if self.columns is None else descriptors[:, self.columns[0]:self.columns[1]]
 
     @property
     def dim(self) -> int:
         return int(self.codebook.size)
 
     def describe(self, descriptors: np.ndarray) -> np.ndarray:
+        """(N, D) local descriptors (all columns; ``columns`` selects) -> (K*d,) unit vector."""
         k, d = self.codebook.shape
         out = np.zeros((k, d), np.float32)
         if descriptors.shape[0] > 0:
-            desc = np.asarray(descriptors, dtype=np.float32)
+            desc = np.asarray(self.view(descriptors), dtype=np.float32)
             assign = np.argmax(desc @ self.codebook.T - 0.5 * (self.codebook ** 2).sum(1), axis=1)
             np.add.at(out, assign, desc - self.codebook[assign])
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
