@@ -36,10 +36,8 @@ BENCH_PY := cd benchmarks && $(abspath $(VPY))
 bench: setup
 	$(BENCH_PY) homography_benchmark.py
 	$(BENCH_PY) homography_benchmark.py --name featloc_ablation
-	$(BENCH_PY) homography_benchmark.py --name featloc_rotation_pooling --methods featloc+isnn featloc_rot4+isnn sift+mnn xfeat_mnn
 	$(BENCH_PY) relative_pose_benchmark.py
-	$(BENCH_PY) localization_benchmark.py --features rootsift sift featloc:featloc_isnn
-	$(BENCH_PY) localization_benchmark.py --name localization_featloc_rot4 --features featloc_rot4:featloc_isnn --peers
+	$(BENCH_PY) localization_benchmark.py --features rootsift sift featloc:featloc_isnn featloc:featloc_isnn_ratio
 	$(BENCH_PY) fox_localization.py
 	$(BENCH_PY) demo_localization.py
 	$(BENCH_PY) latency_benchmark.py

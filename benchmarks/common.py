@@ -54,8 +54,9 @@ def write_results(name: str, data: dict, markdown: str) -> tuple[Path, Path]:
 def merge_previous_rows(name: str, results: dict[str, dict]) -> tuple[dict[str, dict], dict]:
     """For ``--update`` runs: the rows of the committed results/<name>.json that this run did not measure are
     kept (this run's rows replace rows of the same label, in place). Each new row is tagged with this run's
-    date and commit (``row["run"]``), and the previous file's environment is returned for the record.
-    ``results`` is {set: {row label: row dict}}; missing previous file -> (results, {})."""
+    date and commit (``row["run"]``). Also returned: the environment of the full run the untagged rows come from
+    (carried through successive updates as ``base_environment``). ``results`` is {set: {row label: row dict}};
+    missing previous file -> (results, {})."""
     path = RESULTS_DIR / f"{name}.json"
     if not path.is_file():
         return results, {}
@@ -68,4 +69,4 @@ def merge_previous_rows(name: str, results: dict[str, dict]) -> tuple[dict[str, 
         for label, row in rows.items():
             row["run"] = {"date_utc": env["date_utc"], "git_commit": env["git_commit"]}
             merged.setdefault(set_name, {})[label] = row
-    return merged, previous.get("environment", {})
+    return merged, previous.get("base_environment") or previous.get("environment", {})

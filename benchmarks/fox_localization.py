@@ -20,8 +20,8 @@ from featloc_ros.mapping.builder import MapBuildError
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", nargs="+", default=["rootsift+mnn_ratio", "rootsift_fast+mnn_ratio", "featloc+isnn"],
-                   help="FEATURES+MATCHER registry names (featloc+isnn = featloc with featloc_isnn)")
+    p.add_argument("--methods", nargs="+", default=["rootsift+mnn_ratio", "rootsift_fast+mnn_ratio", "featloc+isnn_ratio"],
+                   help="FEATURES+MATCHER registry names (featloc+isnn[_ratio] = featloc with featloc_isnn[_ratio])")
     args = p.parse_args(argv)
     root = shared_data_dir() / "instant_ngp_fox"
     if not root.exists():
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as work:
         for method in args.methods:
             feat, matcher = method.split("+")
-            matcher = {"isnn": "featloc_isnn"}.get(matcher, matcher)
+            matcher = {"isnn": "featloc_isnn", "isnn_ratio": "featloc_isnn_ratio"}.get(matcher, matcher)
             try:
                 s = evaluate_fox(root, work, features=feat, matcher=matcher)
             except FileNotFoundError as e:  # learned weights not shipped yet

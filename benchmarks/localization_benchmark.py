@@ -209,11 +209,13 @@ def main(argv=None) -> int:
         md.append("\n## Not run\n")
         md += [f"- {k}: {v}" for k, v in not_run.items()]
     if previous_env:
-        updated = sorted({m for by_method in results.values() for m, s in by_method.items() if "run" in s})
-        md.append(f"\nRows re-measured by this run (the others are from commit {previous_env.get('git_commit')}, "
-                  f"{previous_env.get('date_utc')}): {', '.join(updated)}.\n")
+        updated = {m: s["run"]["git_commit"] for by_method in results.values() for m, s in by_method.items()
+                   if "run" in s}
+        md.append(f"\nRows re-measured after the full run of commit {previous_env.get('git_commit')} "
+                  f"({previous_env.get('date_utc')}): " + ", ".join(f"{m} (commit {c})" for m, c in updated.items())
+                  + ".\n")
     write_results(f"{args.name}{suffix}", {"settings": vars(args), "results": results, "missing": missing,
-                                           "skipped": skipped, "previous_environment": previous_env},
+                                           "skipped": skipped, "base_environment": previous_env},
                   "\n".join(md))
     for set_name, by_method in results.items():
         for m, s in by_method.items():
