@@ -263,9 +263,9 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = k / k.sum()
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    c = x.shape[1]  # contiguous kernels (.repeat, not .expand): an expanded weight takes a slow conv path
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
 def image_gradients(x: torch.Tensor) -> torch.Tensor:
@@ -306,11 +306,13 @@ def keypoint_orientation(grad: torch.Tensor, keypoints: torch.Tensor, radius: fl
     weighted by magnitude and soft-assigned to ``bins`` directions with a von Mises kernel (no atan2: the
     cosine to each bin direction comes from a dot product); phi = argmax bin refined by a parabola through
     it and its two neighbours. Turning the image turns phi with it (up to sampling)."""
-    n = 2 * int(radius // step) + 1
-    off = grid_offsets(n, step, keypoints.device, keypoints.dtype)  # (P, 2)
-    wgt = torch.exp(-0.5 * (off * off).sum(-1) / (radius / 2) ** 2) * ((off * off).sum(-1) <= radius ** 2)
+    m = int(radius // step)  # the grid points of the disc (a constant list: no data-dependent shapes in export)
+    disc = [(i * step, j * step) for j in range(-m, m + 1) for i in range(-m, m + 1)
+            if (i * i + j * j) * step * step <= radius * radius]
+    off = torch.tensor(disc, device=keypoints.device, dtype=keypoints.dtype)  # (P, 2)
+    wgt = torch.exp(-0.5 * (off * off).sum(-1) / (radius / 2) ** 2)
     g = sample_points(grad, keypoints[:, :, None] + off, 1)  # (B,N,P,2)
-    mag = g.norm(dim=-1, keepdim=True)
+    mag = (g * g).sum(-1, keepdim=True).sqrt()
     ang = torch.arange(bins, device=g.device, dtype=g.dtype) * (2 * math.pi / bins)
     dirs = torch.stack([torch.cos(ang), torch.sin(ang)], -1)  # (K, 2)
     cos = (g @ dirs.t()) / (mag + 1e-8)  # (B,N,P,K) cosine between each gradient and each bin direction
@@ -366,11 +368,17 @@ class SteeredDescriptorHead(nn.Module):
         self.mlp = nn.Sequential(nn.BatchNorm1d(n_in), nn.Linear(n_in, hidden), nn.ReLU(inplace=True),
                                  nn.Linear(hidden, dim))
 
-    def forward(self, p2: torch.Tensor, low: torch.Tensor, keypoints: torch.Tensor, frame: torch.Tensor
+    def sample_low_level(self, low: torch.Tensor, keypoints: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+        """low (B,6,H,W) -> (B,N,P,6) samples on this head's steered grid (the same for every steered head of a
+        model: sampled once and shared)."""
+        return sample_points(low, steer_points(keypoints, frame, self.offsets), 1)
+
+    def forward(self, p2: torch.Tensor, low_samples: torch.Tensor, keypoints: torch.Tensor, frame: torch.Tensor
                 ) -> torch.Tensor:
-        """p2 (B,Cp2,h4,w4), low (B,6,H,W), keypoints (B,N,2), frame (B,N,2) -> (B,N,D) unnormalised."""
+        """p2 (B,Cp2,h4,w4), low_samples (B,N,P,6) from ``sample_low_level``, keypoints (B,N,2), frame (B,N,2)
+        -> (B,N,D) unnormalised."""
         b, n = keypoints.shape[:2]
-        x = sample_points(low, steer_points(keypoints, frame, self.offsets), 1)  # (B,N,P,6)
+        x = low_samples
         inten = x[..., :2]
         grads = torch.cat([to_frame(x[..., 2:4], frame), to_frame(x[..., 4:6], frame)], -1)  # (B,N,P,4)
         if self.normalize_patch:
@@ -528,12 +536,15 @@ class FeatLocNet(nn.Module):
         sampling commutes with a 1x1 convolution: the same as sampling the dense map); steered heads sample
         their patch in the keypoint frame."""
         kinds = range(len(KINDS)) if kinds is None else kinds
-        frame = self.orientation(f, keypoints) if any(self.steered[s] for s in kinds) else None
+        steered = [s for s in kinds if self.steered[s]]
+        if steered:
+            frame = self.orientation(f, keypoints)
+            low_samples = self.descriptor_heads[steered[0]].sample_low_level(f["low"], keypoints, frame)
         local = []
         for s in kinds:
             head = self.descriptor_heads[s]
             if self.steered[s]:
-                x = head(f["p2"], f["low"], keypoints, frame)
+                x = head(f["p2"], low_samples, keypoints, frame)
             else:
                 x = head.project(sample_map(head.trunk(f["p2"]), keypoints, 4))
             local.append(F.normalize(x, dim=-1))
