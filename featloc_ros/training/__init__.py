@@ -1,7 +1,7 @@
 """Training of FeatLocNet (featloc_ros.nn): synthetic pairs from a permissively licensed corpus and procedural
 images (``data``), losses (``losses``) and the config-driven, resumable trainer (``train``).
 
-    python -m featloc_ros.training.train --config featloc_ros/training/configs/featloc_v2.yaml
+    python -m featloc_ros.training.train --config featloc_ros/training/configs/featloc_v3.yaml
 
 ``from featloc_ros.training.train import load_config, train`` in Python. ``load_config``, ``full_config``
 and ``run_training`` (= ``train.train``) are also re-exported here, lazily: importing this package stays

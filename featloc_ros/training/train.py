@@ -1,7 +1,7 @@
 """Train FeatLocNet (config-driven, seeded, resumable; glue-factory style).
 
-    python -m featloc_ros.training.train --config featloc_ros/training/configs/featloc_v2.yaml \\
-        [--out runs/featloc_v2] [--resume] [train.steps=100 data.crop_size=128 ...]
+    python -m featloc_ros.training.train --config featloc_ros/training/configs/featloc_v3.yaml \\
+        [--out runs/featloc_v3] [--resume] [train.steps=100 data.crop_size=128 ...]
 
 Writes to the output directory: checkpoints/last.pt (model + optimizer state dicts, step, RNG states and loss
 history as tensors; re-loaded with ``weights_only=True``), log.txt, loss_curves.png, summary.json; and when
