@@ -89,18 +89,21 @@ def fox_sets(root: Path) -> tuple[list[Frame], dict[str, list[Frame]], float]:
     return train, {"fox": test, "fox_rolled_night": rolled_night_frames(test, seed=0)}, extent
 
 
-def parse_method(spec: str) -> tuple[str, str]:
-    """"features[:matcher]" -> (features, matcher or "")."""
-    feat, _, matcher = spec.partition(":")
-    return feat, matcher
+def parse_method(spec: str) -> tuple[str, str, str]:
+    """"features[:matcher[:localization matcher]]" -> (features, matcher or "", localization matcher or "").
+    The matcher builds the map (and localizes, unless a localization matcher is given)."""
+    feat, _, rest = spec.partition(":")
+    matcher, _, loc_matcher = rest.partition(":")
+    return feat, matcher, loc_matcher
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--features", nargs="+", default=None,
-                   help="registry features[:matcher], e.g. rootsift featloc:featloc_isnn (default: rootsift sift; "
-                        "quick: rootsift)")
+                   help="registry features[:matcher[:localization matcher]], e.g. rootsift featloc:featloc_isnn "
+                        "featloc:featloc_isnn:featloc_isnn_ratio (the matcher builds the map and, unless a third "
+                        "field is given, localizes; default: rootsift sift; quick: rootsift)")
     p.add_argument("--matcher", default="mnn_ratio", help="matcher for --features entries without one")
     p.add_argument("--peers", nargs="*", default=["xfeat_mnn", "aliked_mnn", "disk_mnn", "xfeat_lighterglue",
                                                   "aliked_lightglue", "disk_lightglue"],
@@ -118,15 +121,15 @@ def main(argv=None) -> int:
     methods = []  # (label, features, map matcher, peer matcher method or None)
     skipped = {}
     for spec in args.features:
-        feat, matcher = parse_method(spec)
-        label = f"{feat}+{matcher or args.matcher}"
+        feat, matcher, loc_matcher = parse_method(spec)
+        label = f"{feat}+{matcher or args.matcher}" + (f" (localized with {loc_matcher})" if loc_matcher else "")
         try:  # learned weights present? (checked without loading the model)
             if feature_confs.get(feat, {}).get("name") == "featloc":
                 resolve_model_file(feature_confs[feat].get("weights"))
         except FileNotFoundError as e:  # learned weights not shipped
             skipped[label] = str(e).splitlines()[0]
             continue
-        methods.append((label, feat, matcher or args.matcher, None))
+        methods.append((label, feat, matcher or args.matcher, None, loc_matcher))
     if args.peers and not args.quick:
         from methods import resolve_methods
 
@@ -134,9 +137,9 @@ def main(argv=None) -> int:
         skipped.update(skipped_peers)
         for m in ok:
             if m.name.endswith("_mnn"):
-                methods.append((f"{m.name} (peer features, our mutual NN)", m.name, "mnn", None))
+                methods.append((f"{m.name} (peer features, our mutual NN)", m.name, "mnn", None, ""))
             else:
-                methods.append((f"{m.name} (peer features and matcher)", m.name, "mnn", m.name))
+                methods.append((f"{m.name} (peer features and matcher)", m.name, "mnn", m.name, ""))
     tum_root, fox_root = data / "slambook2" / "ch5" / "rgbd", data / "instant_ngp_fox"
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -147,18 +150,19 @@ def main(argv=None) -> int:
             missing["tum_slambook2"] = f"{tum_root} not available"
         if fox is None and not args.quick:
             missing["fox"] = f"{fox_root} not available"
-        for label, feat, matcher, peer_matcher in methods:
+        for index, (label, feat, matcher, peer_matcher, loc_matcher) in enumerate(methods):
             def conf_for(frames, feat=feat):
                 if feat in feature_confs:
                     return feat
                 return precompute(feat, [f.image for f in frames], args.peer_keypoints)
 
-            def localize(vmap, frames, peer_matcher=peer_matcher, **kw):
+            def localize(vmap, frames, peer_matcher=peer_matcher, loc_matcher=loc_matcher, **kw):
                 if peer_matcher:
                     return localize_with_peer_matcher(vmap, frames, peer_matcher, **kw)
-                return localize_frames(vmap, frames, **kw)
+                return localize_frames(vmap, frames, localizer_conf={"matcher": loc_matcher} if loc_matcher else None,
+                                       **kw)
 
-            tag = label.split(" ")[0]
+            tag = f"{index}_{label.split(' ')[0]}"
             all_demo = mapping + [f for q in queries.values() for f in q]
             vmap, build_s = build_evaluation_map(mapping, work / f"demo_{tag}", conf_for(all_demo), matcher)
             for set_name, q in queries.items():

@@ -166,7 +166,8 @@ def test_replay_compressed_bag(tiny_world):
     """JPEG transport at 3x speed (15 Hz): frames may be dropped (latest wins), the processed ones localize."""
     result = replay_bag_through_node(tiny_world["map"], tiny_world["bag_jpeg"], "/camera/image_raw/compressed",
                                      "/camera/camera_info", image_transport="compressed",
-                                     params={"localizer.ransac_max_error_px": 8, "path_max_length": 3},
+                                     params={"localizer.ransac_max_error_px": 8, "path_max_length": 3,
+                                             "localizer.matcher": "mnn_ratio"},  # explicit = the map's matcher
                                      rate=3.0, timeout_s=60)
     diag = check_replay(result, tiny_world["bag_jpeg"])
     assert int(diag["frames_processed"]) >= 1
@@ -316,6 +317,10 @@ def test_corrupt_map_exits_with_clear_error(tmp_path):
     assert proc.returncode == 2, out
     assert "format_version" in out and str(bad / "manifest.json") in out, out
     assert "Traceback" not in out, out
+
+    proc = _run_node({"map_path": str(bad), "localizer.matcher": "no_such_matcher"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "localizer.matcher" in out and "featloc_isnn_ratio" in out, out
 
     proc = _run_node({"image_topic": "/x"})  # no map_path at all
     out = proc.stdout + proc.stderr

@@ -39,6 +39,7 @@ from ..geometry.camera import InvalidCameraError
 from ..geometry.image_codec import ImageDecodeError
 from ..localization.localizer import InvalidInputError, Localizer
 from ..mapping.map_format import MapFormatError
+from ..matching import confs as matcher_confs
 from . import conversions as conv
 
 NODE_NAME = "featloc_localizer"
@@ -336,6 +337,9 @@ class LocalizerNode(Node):
             default = Localizer.default_conf[key]
             p["localizer." + key] = d("localizer." + key, default,
                                       _LOCALIZER_DESCRIPTIONS[key] + f" Default {default}.")
+        p["localizer.matcher"] = d("localizer.matcher", "",
+                                   "Registry matcher for query-to-keyframe matching; empty: the map's matcher. "
+                                   "E.g. featloc_isnn_ratio for a map built with featloc_isnn.")
         if not p["map_path"]:
             raise ConfigError("parameter 'map_path' is required (the map directory written by featloc_build_map), "
                               "e.g. --ros-args -p map_path:=/path/to/map")
@@ -356,6 +360,9 @@ class LocalizerNode(Node):
         for key in ("min_inlier_ratio", "ransac_max_error_px", "max_position_std", "max_rotation_std_deg"):
             if p["localizer." + key] < 0:
                 raise ConfigError(f"parameter 'localizer.{key}' must be >= 0, got {p['localizer.' + key]}")
+        if p["localizer.matcher"] and p["localizer.matcher"] not in matcher_confs:
+            raise ConfigError(f"parameter 'localizer.matcher' must be empty (the map's matcher) or one of "
+                              f"{sorted(matcher_confs)}, got {p['localizer.matcher']!r}")
         if p["localizer.ransac_max_error_px"] <= 0:
             raise ConfigError("parameter 'localizer.ransac_max_error_px' must be > 0")
         self.params = p
@@ -364,6 +371,8 @@ class LocalizerNode(Node):
         p = self.params
         t0 = time.perf_counter()
         conf = {key: p["localizer." + key] for key in LOCALIZER_PARAMS}
+        if p["localizer.matcher"]:
+            conf["matcher"] = p["localizer.matcher"]
         try:
             self.localizer = Localizer.from_map_dir(p["map_path"], conf)
         except MapFormatError as e:
