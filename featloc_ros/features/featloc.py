@@ -98,34 +98,18 @@ class FeatLoc(Extractor):
     def _init_torch(self):
         import torch
 
-        from ..nn.featloc_net import FeatLocNet
+        from ..nn.featloc_net import FeatLocNet, load_architecture
 
         c = self.conf
         if c["num_threads"]:
             torch.set_num_threads(int(c["num_threads"]))
-        net = FeatLocNet({**self.architecture(), **c["model"], "max_keypoints": c["max_keypoints"],
+        net = FeatLocNet({**load_architecture(self.weights_path), **c["model"], "max_keypoints": c["max_keypoints"],
                           "nms_radius": c["nms_radius"], "detection_threshold": c["detection_threshold"]})
         state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
         net.load_state_dict(state, strict=True)
         self.net = net.eval()
         self.dims = (net.conf["descriptor_dim"], net.conf["meta_dim"])
         self._torch = torch
-
-    def architecture(self) -> dict:
-        """FeatLocNet settings stored next to the weights (``<name>.model.json``, written by the training export;
-        absent for v2, whose architecture is the default). A corrupt file is an error naming it."""
-        import json
-
-        path = self.weights_path.with_suffix(".model.json")
-        if not path.is_file():
-            return {}
-        try:
-            data = json.loads(path.read_text())
-            if data.get("format") != "featloc_ros.featloc_net/1" or not isinstance(data.get("model"), dict):
-                raise ValueError("expected {'format': 'featloc_ros.featloc_net/1', 'model': {...}}")
-        except ValueError as exc:
-            raise ValueError(f"FeatLoc: bad architecture file {path}: {exc}") from exc
-        return data["model"]
 
     def _init_onnx(self):
         import onnxruntime as ort

@@ -74,7 +74,7 @@ class Localizer:
         self.map = vmap
         self.extractor = create_extractor(self.conf["features"] or vmap.manifest["features"])
         self.matcher = create_matcher(self.conf["matcher"] or vmap.manifest["matcher"])
-        self.vlad = VLAD(vmap.codebook, vmap.manifest.get("retrieval", {}).get("columns"))
+        self.vlad = VLAD(vmap.codebook, vmap.retrieval_columns)
         self._kf_features = [
             Features(vmap.keypoints[vmap.keyframe_slice(k)], np.ones(vmap.offsets[k + 1] - vmap.offsets[k], np.float32),
                      vmap.descriptors[vmap.keyframe_slice(k)],

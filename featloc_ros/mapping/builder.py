@@ -21,7 +21,7 @@ from ..geometry.camera import Camera
 from ..geometry.transforms import invert_transform, make_transform
 from ..matching import confs as matcher_confs
 from ..matching import create_matcher
-from ..retrieval import VLAD, train_codebook
+from ..retrieval import VLAD, select_columns, train_codebook
 from .keyframes import select_pairs
 from .map_format import VisualMap
 
@@ -230,9 +230,7 @@ def _to_visual_map(rec, keyframes, feats, num_vlad_clusters: int, seed: int,
         offsets.append(offsets[-1] + len(idx))
         poses.append(invert_transform(make_transform(image.cam_from_world().rotation.matrix(),
                                                      image.cam_from_world().translation)))
-    all_desc = np.concatenate([f.descriptors for f in feats])
-    if columns:
-        all_desc = all_desc[:, columns[0]:columns[1]]
+    all_desc = select_columns(np.concatenate([f.descriptors for f in feats]), columns)
     codebook = train_codebook(all_desc, num_vlad_clusters, seed=seed)
     vlad = VLAD(codebook, columns)
     gdesc = np.stack([vlad.describe(feats[ki].descriptors) for ki, _ in kept])

@@ -67,6 +67,11 @@ class VisualMap:
     def num_points(self) -> int:
         return int(self.points_xyz.shape[0])
 
+    @property
+    def retrieval_columns(self) -> list[int] | None:
+        """The descriptor columns [start, stop) the global descriptors aggregate (None: all; manifest retrieval)."""
+        return (self.manifest.get("retrieval") or {}).get("columns")
+
     def keyframe_slice(self, k: int) -> slice:
         return slice(int(self.offsets[k]), int(self.offsets[k + 1]))
 

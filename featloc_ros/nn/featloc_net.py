@@ -595,6 +595,46 @@ def rot90_points(points: torch.Tensor, turns: int, height: int, width: int) -> t
 
 
 # ----------------------------------------------------------------------------------------------------
+# architecture file next to the weights (the settings that differ from default_conf)
+# ----------------------------------------------------------------------------------------------------
+
+ARCHITECTURE_FORMAT = "featloc_ros.featloc_net/1"
+
+
+def architecture_path(weights) -> "Path":
+    """featloc_v3.pt -> featloc_v3.model.json (next to it)."""
+    from pathlib import Path
+
+    return Path(weights).with_suffix(".model.json")
+
+
+def save_architecture(weights, model_conf: dict) -> "Path":
+    """Write the FeatLocNet settings of a weights file (written by the training export)."""
+    import json
+
+    path = architecture_path(weights)
+    path.write_text(json.dumps({"format": ARCHITECTURE_FORMAT, "model": model_conf}, indent=2) + "\n")
+    return path
+
+
+def load_architecture(weights) -> dict:
+    """The FeatLocNet settings stored next to a weights file; {} when there is none (v2: the defaults).
+    A corrupt file raises ValueError naming it."""
+    import json
+
+    path = architecture_path(weights)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != ARCHITECTURE_FORMAT or not isinstance(data.get("model"), dict):
+            raise ValueError(f"expected {{'format': '{ARCHITECTURE_FORMAT}', 'model': {{...}}}}")
+    except ValueError as exc:
+        raise ValueError(f"FeatLoc: bad architecture file {path}: {exc}") from exc
+    return data["model"]
+
+
+# ----------------------------------------------------------------------------------------------------
 # ONNX export
 # ----------------------------------------------------------------------------------------------------
 

@@ -22,6 +22,11 @@ def train_codebook(descriptors: np.ndarray, num_clusters: int = 32, max_samples:
     return centroids.astype(np.float32)
 
 
+def select_columns(descriptors: np.ndarray, columns: tuple[int, int] | list[int] | None) -> np.ndarray:
+    """(N, D) -> the retrieval columns [start, stop) (all of them when ``columns`` is None)."""
+    return descriptors if columns is None else descriptors[:, int(columns[0]):int(columns[1])]
+
+
 class VLAD:
     """describe((N, D) local descriptors) -> (K*d,) float32 unit vector.
 
@@ -38,7 +43,7 @@ class VLAD:
 
     def view(self, descriptors: np.ndarray) -> np.ndarray:
         """The columns of (N, D) descriptors that are aggregated."""
-        return descriptors if self.columns is None else descriptors[:, self.columns[0]:self.columns[1]]
+        return select_columns(descriptors, self.columns)
 
     @property
     def dim(self) -> int:

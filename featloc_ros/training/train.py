@@ -343,16 +343,11 @@ def initialize_from(model, path: Path) -> str:
             f"{', '.join(fresh) if fresh else 'none'}")
 
 
-def model_sidecar(weights: Path) -> Path:
-    """The architecture file next to a weights file: featloc_v3.pt -> featloc_v3.model.json."""
-    return weights.with_suffix(".model.json")
-
-
 def export(model, conf: dict, out_dir: Path, say=print) -> dict:
     """Write the weights (state dict) and, if configured, the ONNX model (verified with onnxruntime)."""
     import torch
 
-    from ..nn.featloc_net import export_onnx
+    from ..nn.featloc_net import export_onnx, save_architecture
 
     ec = conf["export"]
     model = model.eval()
@@ -360,8 +355,7 @@ def export(model, conf: dict, out_dir: Path, say=print) -> dict:
     weights = _resolve(ec["weights"], out_dir / "model.pt")
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), weights)
-    model_sidecar(weights).write_text(json.dumps({"format": "featloc_ros.featloc_net/1", "model": conf["model"]},
-                                                 indent=2) + "\n")
+    save_architecture(weights, conf["model"])
     result["weights"] = str(weights)
     say(f"[featloc] weights -> {weights}")
     onnx_path = _resolve(ec["onnx"])
