@@ -39,6 +39,7 @@ to the N sampled vectors: bilinear sampling (with border padding, weights summin
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -601,14 +602,12 @@ def rot90_points(points: torch.Tensor, turns: int, height: int, width: int) -> t
 ARCHITECTURE_FORMAT = "featloc_ros.featloc_net/1"
 
 
-def architecture_path(weights) -> "Path":
+def architecture_path(weights) -> Path:
     """featloc_v3.pt -> featloc_v3.model.json (next to it)."""
-    from pathlib import Path
-
     return Path(weights).with_suffix(".model.json")
 
 
-def save_architecture(weights, model_conf: dict) -> "Path":
+def save_architecture(weights, model_conf: dict) -> Path:
     """Write the FeatLocNet settings of a weights file (written by the training export)."""
     import json
 
@@ -664,7 +663,6 @@ def export_onnx(model: FeatLocNet, path, max_keypoints: int | None = None, nms_r
     onnxruntime on a random (verify_size) image and returns {"max_abs_diff": ..., "keypoints_equal": ...}.
     H*W must be >= k at run time. Needs the ``onnxscript`` package."""
     import copy
-    from pathlib import Path
 
     import onnx
 
