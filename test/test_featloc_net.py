@@ -459,3 +459,33 @@ def test_extractor_reads_the_architecture_file(tmp_path):
     (tmp_path / "v3.model.json").write_text("{not json")
     with pytest.raises(ValueError, match="v3.model.json"):
         create_extractor(conf)
+
+
+def test_full_resolution_detector_head_scores_every_pixel_with_the_same_function():
+    """detector_head "full" (v4): the full-resolution part of the head is a convolution over full-resolution maps,
+    so with its upsampled context switched off the score map follows a 1-pixel shift of the image exactly; the
+    pixel-shuffle head (v1-v3) scores the pixels of a 2x2 cell with different functions and does not."""
+    x = torch.from_numpy(cv2.cvtColor(_image(96, 128, seed=5), cv2.COLOR_RGB2GRAY)).float()[None, None] / 255
+    shifted = torch.roll(x, 1, dims=3)
+    full = _net(detector_head="full", normalize_input=False)
+    with torch.no_grad():
+        full.keypoint_head.squeeze.weight.zero_()
+        full.keypoint_head.squeeze.bias.zero_()
+        a, b = full.forward_dense(x)["logits"], full.forward_dense(shifted)["logits"]
+    assert a.shape == x.shape
+    torch.testing.assert_close(b[..., 8:-8, 9:-8], a[..., 8:-8, 8:-9], rtol=0, atol=1e-5)
+    shuffle = _net(normalize_input=False)
+    with torch.no_grad():
+        a, b = shuffle.forward_dense(x)["logits"], shuffle.forward_dense(shifted)["logits"]
+    assert (b[..., 8:-8, 9:-8] - a[..., 8:-8, 8:-9]).abs().max() > 1e-2
+
+
+def test_full_resolution_detector_head_exports_to_onnx(tmp_path):
+    reason = _onnx_available()
+    if reason:
+        pytest.skip(reason)
+    res = export_onnx(_net(detector_head="full", **STEERED), tmp_path / "full.onnx", max_keypoints=64, nms_radius=2,
+                      detection_threshold=0.0, verify_size=(64, 96))
+    assert res["common_keypoints"] > 0.95 and res["max_abs_diff"] < 1e-3, res
+    with pytest.raises(ValueError, match="detector_head"):
+        FeatLocNet({"detector_head": "half"})

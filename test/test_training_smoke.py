@@ -158,3 +158,28 @@ def test_steered_heads_train_and_fine_tune_from_a_state_dict(tmp_path):
     import json
 
     assert json.loads(sidecar.read_text())["model"]["steered_kinds"] == ["ri_iv", "ri_ii"]
+
+
+def test_detector_head_fine_tunes_alone(tmp_path):
+    """The v4 set-up on the smoke config: a full-resolution detector head on a frozen model (train.trainable):
+    every other tensor, BatchNorm statistics included, keeps the initial weights; the head learns."""
+    from featloc_ros.nn.featloc_net import FeatLocNet
+
+    torch.manual_seed(2)
+    base = FeatLocNet()
+    torch.save(base.state_dict(), tmp_path / "base.pt")
+    conf = load_config(SMOKE, ["model.detector_head=full", "train.trainable=[keypoint_head]",
+                               f"train.init_weights={tmp_path / 'base.pt'}"])
+    out = train(conf, tmp_path / "v4", log=_quiet)
+    assert out["completed"]
+    assert "frozen: backbone, fpn, descriptor_heads, meta, meta_log_tau" in (tmp_path / "v4" / "log.txt").read_text()
+    state = torch.load(tmp_path / "v4" / "model.pt", weights_only=True)
+    init = base.state_dict()
+    for k, v in state.items():
+        if not k.startswith("keypoint_head."):
+            torch.testing.assert_close(v, init[k], rtol=0, atol=0, msg=k)
+    fresh = FeatLocNet({"detector_head": "full"}).state_dict()
+    assert any(not torch.equal(state[k], fresh[k]) for k in state if k.startswith("keypoint_head.fine"))
+    assert not torch.equal(state["keypoint_head.lat.weight"], init["keypoint_head.lat.weight"])  # copied, then trained
+    with pytest.raises(ValueError, match="train.trainable: unknown modules"):
+        train(load_config(SMOKE, ["train.trainable=[detector]"]), tmp_path / "bad", log=_quiet)

@@ -6,9 +6,11 @@ from ..configuration import instantiate
 from .base import Matcher, Matches
 from .invariance_selected import InvarianceSelectedNN, invariance_selected_match
 from .nearest_neighbor import NearestNeighbor, nearest_neighbor_match
+from .sparse_attention import SparseAttentionMatcher
 
 MATCHERS: dict[str, type[Matcher]] = {"nearest_neighbor": NearestNeighbor,
-                                      "invariance_selected_nn": InvarianceSelectedNN}
+                                      "invariance_selected_nn": InvarianceSelectedNN,
+                                      "sparse_attention": SparseAttentionMatcher}
 
 confs: dict[str, dict] = {
     "mnn_ratio": {"name": "nearest_neighbor", "ratio_threshold": 0.8, "mutual_check": True},
@@ -17,6 +19,9 @@ confs: dict[str, dict] = {
     "featloc_isnn": {"name": "invariance_selected_nn", "ratio_threshold": 0.0, "mutual_check": True},
     # with Lowe's ratio test (0.8, as mnn_ratio): for maps and localization (many keyframes, wrong matches add up)
     "featloc_isnn_ratio": {"name": "invariance_selected_nn", "ratio_threshold": 0.8, "mutual_check": True},
+    # learned sparse-attention matcher for FeatLoc "selected" descriptors (models/featloc_matcher_v1.pt)
+    "featloc_sparse": {"name": "sparse_attention", "backend": "torch"},
+    "featloc_sparse_onnx": {"name": "sparse_attention", "backend": "onnxruntime"},
 }
 
 

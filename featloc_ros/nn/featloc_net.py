@@ -7,7 +7,9 @@ Architecture (channels for the default configuration; strides relative to the in
       -> Backbone (bottom-up): c1 (16, 1/2), c2 (32, 1/4), c3 (64, 1/8), c4 (128, 1/16)
          depthwise-separable 3x3 blocks, strided convolutions for downsampling
       -> FPN (top-down + lateral 1x1): p3 (64, 1/8), p2 (48, 1/4)
-      -> KeypointHead(c1, p2): full-resolution score map (pixel shuffle of a 1/2-resolution map),
+      -> KeypointHead(c1, p2): full-resolution score map (pixel shuffle of a 1/2-resolution map; v4
+         ``detector_head: full``: FullResolutionKeypointHead, scored at full resolution from the upsampled
+         context and low-level maps, so the keypoints follow sub-pixel shifts),
          NMS by max-pooling, top-k (fixed k + validity mask, static output shapes), optional soft-argmax
          refinement of each keypoint in its 3x3 window (``subpixel_temperature``; off by default)
       -> 4 DescriptorHeads(p2): semi-dense local descriptors l_s at 1/4 (D=64 each), one per invariance
@@ -44,6 +46,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import architecture
 
 KINDS = ("rv_iv", "ri_iv", "rv_ii", "ri_ii")  # rotation variant/invariant x illumination variant/invariant
 
@@ -128,6 +132,32 @@ class KeypointHead(nn.Module):
     def forward(self, c1: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
         x = self.block(c1 + upsample_to(self.lat(p2), c1))
         return F.pixel_shuffle(self.out(x), 2)
+
+
+class FullResolutionKeypointHead(nn.Module):
+    """Score logits computed at full resolution (v4): the learned 1/2-resolution context (c1 + p2, as in
+    KeypointHead) squeezed to ``hidden`` channels and upsampled bilinearly, concatenated with full-resolution
+    low-level maps (blurred intensities, gradients and their products), then pointwise + depthwise convolutions
+    at full resolution. No pixel shuffle: every pixel is scored by the same function of its neighbourhood, so the
+    score map follows sub-stride shifts of the image (a pixel-shuffle head scores the four pixels of a 2x2 cell
+    with four different functions, and its peaks then sit on a 2-pixel lattice).
+    (B,C1,H/2,W/2), (B,Cp2,H/4,W/4), low (B,6,H,W) -> (B,1,H,W)."""
+
+    low_channels = 9  # the 6 low-level maps + gx^2, gx*gy, gy^2 of the sigma-1 gradients
+
+    def __init__(self, c1: int, p2_dim: int, hidden: int = 8):
+        super().__init__()
+        self.lat = nn.Conv2d(p2_dim, c1, 1)
+        self.block = DWSeparable(c1, c1)
+        self.squeeze = nn.Conv2d(c1, hidden, 1)
+        self.fine = nn.Sequential(ConvBNReLU(hidden + self.low_channels, hidden, 1), DWSeparable(hidden, hidden),
+                                  ConvBNReLU(hidden, hidden, 3, groups=hidden), nn.Conv2d(hidden, 1, 1))
+
+    def forward(self, c1: torch.Tensor, p2: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        ctx = self.squeeze(self.block(c1 + upsample_to(self.lat(p2), c1)))
+        ctx = upsample_to(ctx, low)
+        gx, gy = low[:, 2:3], low[:, 3:4]
+        return self.fine(torch.cat([ctx, low, gx * gx, gx * gy, gy * gy], 1))
 
 
 class DescriptorHead(nn.Module):
@@ -452,6 +482,7 @@ class FeatLocNet(nn.Module):
         "nms_radius": 2,
         "detection_threshold": 0.01,
         "remove_borders": 4,
+        "detector_head": "shuffle",  # "shuffle": KeypointHead (v1-v3); "full": FullResolutionKeypointHead (v4)
         "subpixel_temperature": 0.0,  # > 0: soft-argmax refinement in the 3x3 window (v2 peaks are one pixel wide: no gain)
         "rotation_pooling": False,  # average scores and descriptors over the 4 rotations of the image by 90 deg
         # steered heads (v3): these kinds sample a patch in each keypoint's frame (SteeredDescriptorHead)
@@ -476,7 +507,10 @@ class FeatLocNet(nn.Module):
         ch = tuple(c["channels"])
         self.backbone = Backbone(ch)
         self.fpn = FPN(ch, c["p3_dim"], c["p2_dim"])
-        self.keypoint_head = KeypointHead(ch[0], c["p2_dim"])
+        if c["detector_head"] not in ("shuffle", "full"):
+            raise ValueError(f"FeatLocNet: detector_head must be 'shuffle' or 'full', got {c['detector_head']!r}")
+        self.keypoint_head = (FullResolutionKeypointHead(ch[0], c["p2_dim"]) if c["detector_head"] == "full"
+                              else KeypointHead(ch[0], c["p2_dim"]))
         bad = set(c["steered_kinds"]) - set(KINDS)
         if bad:
             raise ValueError(f"FeatLocNet: steered_kinds {sorted(bad)} are not descriptor kinds {KINDS}")
@@ -511,11 +545,14 @@ class FeatLocNet(nn.Module):
             gray = self.normalize_image(gray)
         feats = self.backbone(gray)
         p3, p2 = self.fpn(feats)
-        logits = self.keypoint_head(feats[0], p2)
-        h, w = image.shape[-2:]
-        f = {"logits": logits[..., :h, :w], "p2": p2, "p3": p3}
-        if any(self.steered):
+        f = {"p2": p2, "p3": p3}
+        if any(self.steered) or self.conf["detector_head"] == "full":
             f["low"] = low_level_maps(gray, tuple(self.conf["low_level_sigmas"]))
+        if self.conf["detector_head"] == "full":
+            f["logits"] = self.keypoint_head(feats[0], p2, f["low"])
+        else:
+            h, w = image.shape[-2:]
+            f["logits"] = self.keypoint_head(feats[0], p2)[..., :h, :w]
         return f
 
     def forward_dense(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -602,35 +639,15 @@ def rot90_points(points: torch.Tensor, turns: int, height: int, width: int) -> t
 ARCHITECTURE_FORMAT = "featloc_ros.featloc_net/1"
 
 
-def architecture_path(weights) -> Path:
-    """featloc_v3.pt -> featloc_v3.model.json (next to it)."""
-    return Path(weights).with_suffix(".model.json")
-
-
 def save_architecture(weights, model_conf: dict) -> Path:
     """Write the FeatLocNet settings of a weights file (written by the training export)."""
-    import json
-
-    path = architecture_path(weights)
-    path.write_text(json.dumps({"format": ARCHITECTURE_FORMAT, "model": model_conf}, indent=2) + "\n")
-    return path
+    return architecture.save_architecture(weights, model_conf, ARCHITECTURE_FORMAT)
 
 
 def load_architecture(weights) -> dict:
     """The FeatLocNet settings stored next to a weights file; {} when there is none (v2: the defaults).
     A corrupt file raises ValueError naming it."""
-    import json
-
-    path = architecture_path(weights)
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-        if data.get("format") != ARCHITECTURE_FORMAT or not isinstance(data.get("model"), dict):
-            raise ValueError(f"expected {{'format': '{ARCHITECTURE_FORMAT}', 'model': {{...}}}}")
-    except ValueError as exc:
-        raise ValueError(f"FeatLoc: bad architecture file {path}: {exc}") from exc
-    return data["model"]
+    return architecture.load_architecture(weights, ARCHITECTURE_FORMAT, "FeatLoc")
 
 
 # ----------------------------------------------------------------------------------------------------

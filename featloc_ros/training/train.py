@@ -1,7 +1,11 @@
-"""Train FeatLocNet (config-driven, seeded, resumable; glue-factory style).
+"""Config-driven, seeded, resumable trainer (glue-factory style) for the models of featloc_ros.nn.
 
-    python -m featloc_ros.training.train --config featloc_ros/training/configs/featloc_v3.yaml \\
-        [--out runs/featloc_v3] [--resume] [train.steps=100 data.crop_size=128 ...]
+    python -m featloc_ros.training.train --config featloc_ros/training/configs/featloc_v4.yaml \\
+        [--out runs/featloc_v4] [--resume] [train.steps=100 data.crop_size=128 ...]
+
+The config's ``task`` picks what is trained: ``descriptors`` (FeatLocNet; training.descriptor_task, the
+default) or ``matcher`` (SparseMatcher on frozen FeatLoc features; training.matcher_task). A task supplies the
+model, the data, the loss of a step, the plot panels and the exports; this module runs the loop.
 
 Writes to the output directory: checkpoints/last.pt (model + optimizer state dicts, step, RNG states and loss
 history as tensors; re-loaded with ``weights_only=True``), log.txt, loss_curves.png, summary.json; and when
@@ -39,16 +43,8 @@ DEFAULT_TRAIN_CONF = {
     "checkpoint_every": 100,
     "plot_every": 100,
     "init_weights": None,  # a state dict to start from (fine-tuning): tensors with the same name and shape
-}
-
-DEFAULT_EXPORT_CONF = {
-    "weights": None,  # state dict; relative paths are relative to the repository root; None: <out>/model.pt
-    "onnx": None,  # ONNX model (None: no ONNX export)
-    "summary": None,  # a copy of summary.json (e.g. next to the weights, for the model card)
-    "onnx_max_keypoints": 4096,  # fixed k of the ONNX graph (the extractor keeps its own max_keypoints <= k)
-    "onnx_nms_radius": 2,
-    "onnx_detection_threshold": 0.0,  # valid = survived NMS and borders; the extractor applies its threshold
-    "onnx_opset": 18,
+    "trainable": None,  # None: every parameter; else a list of module names (e.g. [keypoint_head]) to train,
+    #                     the rest frozen (no gradient, BatchNorm statistics kept: the module stays in eval mode)
 }
 
 
@@ -80,19 +76,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return conf
 
 
-def full_config(conf: dict) -> dict:
-    """Fill in defaults of every section and validate the keys."""
-    from ..nn.featloc_net import FeatLocNet
-    from .data import DEFAULT_DATA_CONF
-    from .losses import DEFAULT_LOSS_CONF
+def get_task(conf: dict):
+    """The task object of a config (``task``: descriptors | matcher)."""
+    from .descriptor_task import DescriptorTask
+    from .matcher_task import MatcherTask
 
-    known = {"seed", "model", "data", "loss", "train", "export", "name"}
+    tasks = {"descriptors": DescriptorTask, "matcher": MatcherTask}
+    name = conf.get("task", "descriptors")
+    if name not in tasks:
+        raise ValueError(f"training config: task must be one of {sorted(tasks)}, got {name!r}")
+    return tasks[name]()
+
+
+def full_config(conf: dict) -> dict:
+    """Fill in defaults of every section (the task's data, loss and export defaults) and validate the keys."""
+    task = get_task(conf)
+    known = {"seed", "model", "data", "loss", "train", "export", "name", "task"}
     unknown = set(conf) - known
     if unknown:
         raise ValueError(f"training config: unknown sections {sorted(unknown)}")
-    sections = {"data": DEFAULT_DATA_CONF, "loss": DEFAULT_LOSS_CONF, "train": DEFAULT_TRAIN_CONF,
-                "export": DEFAULT_EXPORT_CONF}
-    out = {"name": conf.get("name", "featloc"), "seed": int(conf.get("seed", 0)),
+    sections = {**task.sections, "train": DEFAULT_TRAIN_CONF}
+    out = {"name": conf.get("name", "featloc"), "task": task.name, "seed": int(conf.get("seed", 0)),
            "model": dict(conf.get("model") or {})}
     for name, default in sections.items():
         given = conf.get(name) or {}
@@ -100,17 +104,15 @@ def full_config(conf: dict) -> dict:
         if bad:
             raise ValueError(f"training config [{name}]: unknown keys {sorted(bad)}")
         out[name] = _deep_update(default, given)
-    bad = set(out["model"]) - set(FeatLocNet.default_conf)
+    bad = set(out["model"]) - set(task.model_class().default_conf)
     if bad:
         raise ValueError(f"training config [model]: unknown keys {sorted(bad)}")
-    if out["data"]["crop_size"] % 32:
-        raise ValueError("data.crop_size must be a multiple of 32")
-    if out["loss"]["points_per_image"] > (out["data"]["crop_size"] // 4) ** 2:
-        raise ValueError("loss.points_per_image exceeds the number of 1/4-resolution cells of a crop")
+    task.validate(out)
     return out
 
 
-def _resolve(path: str | None, default: Path | None = None) -> Path | None:
+def resolve_path(path: str | None, default: Path | None = None) -> Path | None:
+    """A config path: absolute, or relative to the repository root; ``default`` when empty."""
     if not path:
         return default
     p = Path(path)
@@ -191,25 +193,21 @@ def _smooth(y: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([y[: n - 1], np.convolve(y, k, mode="valid")])
 
 
-def plot_history(history: dict, path: Path):
+def plot_history(history: dict, path: Path, panels: list[tuple[str, list[str]]]):
+    """Loss curves: one subplot per (title, [log keys]) panel, moving averages over ~2% of the steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..nn.featloc_net import KINDS
 
     if not history["logs"]:
         return
     steps = np.array(history["steps"])
     get = lambda k: np.array([r.get(k, np.nan) for r in history["logs"]])  # noqa: E731
     n = max(1, len(steps) // 50)
-    panels = [("total", ["total"]), ("descriptor (HardNet)", [f"desc_{k}" for k in KINDS]),
-              ("variant triplet", [f"var_{k}" for k in KINDS]), ("meta (selected distance)", ["meta"]),
-              ("detector", ["repeatability", "peakiness", "reliability"]),
-              ("nearest-neighbour accuracy", ["acc_selected", "acc_concat"]),
-              ("selection weight of true pairs", [f"w_{k}" for k in KINDS])]
-    fig, axes = plt.subplots(2, 4, figsize=(18, 8))
+    cols = 4
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(18, 4 * rows), squeeze=False)
     for ax, (title, keys) in zip(axes.flat, panels):
         for k in keys:
             ax.plot(steps, _smooth(get(k), n), label=k, lw=1)
@@ -218,7 +216,8 @@ def plot_history(history: dict, path: Path):
         ax.grid(alpha=0.3)
         if len(keys) > 1:
             ax.legend(fontsize=7)
-    axes.flat[-1].axis("off")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
@@ -240,11 +239,8 @@ def train(conf: dict, out_dir: str | Path, resume: bool = False, max_steps: int 
     schedule, as an interruption would. Returns the summary dict."""
     import torch
 
-    from ..nn.featloc_net import FeatLocNet
-    from .data import PairDataset, collate
-    from .losses import compute_losses
-
     conf = full_config(conf)
+    task = get_task(conf)
     tc, seed = conf["train"], conf["seed"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -260,14 +256,16 @@ def train(conf: dict, out_dir: str | Path, resume: bool = False, max_steps: int 
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
-    model = FeatLocNet(conf["model"]).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    model = task.model_class(conf["model"])
+    frozen = freeze_except(model, tc["trainable"])
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=tc["lr"], weight_decay=tc["weight_decay"])
     t0 = time.time()
-    dataset = PairDataset(conf["data"], seed)
-    say(f"[featloc] data: {json.dumps(dataset.describe_sources())} (loaded in {time.time() - t0:.1f}s)")
+    data = task.make_data(conf, seed)
+    say(f"[featloc] data: {json.dumps(data.describe_sources())} (loaded in {time.time() - t0:.1f}s)")
     step, history = 0, {"steps": [], "logs": [], "time": []}
     if tc["init_weights"] and not (resume and ckpt_path.is_file()):
-        say(f"[featloc] {initialize_from(model, _resolve(tc['init_weights']))}")
+        say(f"[featloc] {initialize_from(model, resolve_path(tc['init_weights']))}")
     if resume and ckpt_path.is_file():
         step, history, old_yaml = load_checkpoint(ckpt_path, model, optimizer)
         if old_yaml != yaml.safe_dump(conf, sort_keys=True):
@@ -276,8 +274,11 @@ def train(conf: dict, out_dir: str | Path, resume: bool = False, max_steps: int 
     elif resume:
         say(f"[featloc] no checkpoint at {ckpt_path}: starting from scratch")
     nparams = sum(p.numel() for p in model.parameters())
-    say(f"[featloc] {nparams} parameters; {tc['steps']} steps of {tc['batch_size']} pairs "
-        f"({conf['data']['crop_size']} px), {tc['num_threads']} threads -> {out_dir}")
+    if frozen:
+        say(f"[featloc] training {sum(p.numel() for p in params)} parameters of {tc['trainable']}; frozen: "
+            f"{', '.join(frozen)}")
+    say(f"[featloc] {task.name}: {nparams} parameters; {tc['steps']} steps of {tc['batch_size']} pairs, "
+        f"{tc['num_threads']} threads -> {out_dir}")
     stop = tc["steps"] if max_steps is None else min(tc["steps"], max_steps)
     elapsed0 = history["time"][-1] if history["time"] else 0.0
     t_start, step_start = time.time(), step
@@ -286,14 +287,12 @@ def train(conf: dict, out_dir: str | Path, resume: bool = False, max_steps: int 
         for g in optimizer.param_groups:
             g["lr"] = lr
         B = tc["batch_size"]
-        batch = collate([dataset[step * B + i] for i in range(B)])
-        out = model.forward_dense(torch.cat([batch["A"], batch["B"], batch["B0"]]))
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        loss, logs = compute_losses(out, batch, conf["loss"], model, gen)
+        loss, logs = task.step_loss(model, data, list(range(step * B, (step + 1) * B)), conf, gen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(params, tc["grad_clip"])
         optimizer.step()
         step += 1
         logs["lr"] = lr
@@ -303,28 +302,47 @@ def train(conf: dict, out_dir: str | Path, resume: bool = False, max_steps: int 
         if step % tc["log_every"] == 0 or step == stop:
             sps = (time.time() - t_start) / (step - step_start)
             eta = sps * (tc["steps"] - step)
-            say(f"[featloc] step {step}/{tc['steps']} loss {logs['total']:.4f} "
-                f"desc {np.mean([logs[k] for k in logs if k.startswith('desc_')]):.3f} meta {logs['meta']:.3f} "
-                f"rep {logs['repeatability']:.3f} acc_sel {logs['acc_selected']:.2f} lr {lr:.2e} "
+            say(f"[featloc] step {step}/{tc['steps']} loss {logs['total']:.4f} {task.progress(logs)} lr {lr:.2e} "
                 f"{sps:.2f}s/step eta {eta / 60:.1f}min")
         if step % tc["checkpoint_every"] == 0 or step == stop:
             save_checkpoint(ckpt_path, model, optimizer, step, history, conf)
         if step % tc["plot_every"] == 0 or step == stop:
-            plot_history(history, out_dir / "loss_curves.png")
-    summary = {"name": conf["name"], "steps": step, "completed": step >= tc["steps"], "seed": seed,
-               "parameters": nparams, "final_losses": _final_losses(history),
+            plot_history(history, out_dir / "loss_curves.png", task.panels)
+    summary = {"name": conf["name"], "task": task.name, "steps": step, "completed": step >= tc["steps"],
+               "seed": seed, "parameters": nparams, "final_losses": _final_losses(history),
                "train_time_s": history["time"][-1] if history["time"] else 0.0,
-               "data_sources": dataset.describe_sources(),
+               "data_sources": data.describe_sources(),
                "threads": tc["num_threads"], "config": conf, "torch": torch.__version__}
     if step >= tc["steps"]:
-        summary["exports"] = export(model, conf, out_dir, say)
+        summary["exports"] = export(task, model, conf, out_dir, say)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    summary_copy = _resolve(conf["export"]["summary"])
+    summary_copy = resolve_path(conf["export"]["summary"])
     if summary_copy and step >= tc["steps"]:
         summary_copy.parent.mkdir(parents=True, exist_ok=True)
         summary_copy.write_text(json.dumps(summary, indent=2))
     logfile.close()
     return summary
+
+
+def freeze_except(model, trainable: list[str] | None) -> list[str]:
+    """Put ``model`` in training mode with only the named top-level modules trainable (None: all). The other
+    modules and top-level parameters get requires_grad False, and the frozen modules are put back in eval mode
+    (their BatchNorm statistics do not move; the training loop never calls ``train()`` again).
+    Returns the names of the frozen modules and parameters."""
+    children = dict(model.named_children())
+    unknown = set(trainable or ()) - set(children)
+    if unknown:
+        raise ValueError(f"train.trainable: unknown modules {sorted(unknown)}; known: {sorted(children)}")
+    model.train()
+    if trainable is None:
+        return []
+    frozen = [n for n in children if n not in trainable]
+    for n in frozen:
+        children[n].requires_grad_(False).eval()
+    for name, p in model.named_parameters(recurse=False):  # e.g. meta_log_tau
+        p.requires_grad_(False)
+        frozen.append(name)
+    return frozen
 
 
 def initialize_from(model, path: Path) -> str:
@@ -343,27 +361,23 @@ def initialize_from(model, path: Path) -> str:
             f"{', '.join(fresh) if fresh else 'none'}")
 
 
-def export(model, conf: dict, out_dir: Path, say=print) -> dict:
-    """Write the weights (state dict) and, if configured, the ONNX model (verified with onnxruntime)."""
+def export(task, model, conf: dict, out_dir: Path, say=print) -> dict:
+    """Write the weights (state dict + architecture file) and, if configured, the task's ONNX model (verified
+    with onnxruntime; a failed export keeps the trained weights and is reported)."""
     import torch
-
-    from ..nn.featloc_net import export_onnx, save_architecture
 
     ec = conf["export"]
     model = model.eval()
-    result = {}
-    weights = _resolve(ec["weights"], out_dir / "model.pt")
+    weights = resolve_path(ec["weights"], out_dir / "model.pt")
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), weights)
-    save_architecture(weights, conf["model"])
-    result["weights"] = str(weights)
+    task.save_architecture(weights, conf["model"])
+    result = {"weights": str(weights)}
     say(f"[featloc] weights -> {weights}")
-    onnx_path = _resolve(ec["onnx"])
+    onnx_path = resolve_path(ec["onnx"])
     if onnx_path:
         try:
-            res = export_onnx(model, onnx_path, max_keypoints=ec["onnx_max_keypoints"],
-                              nms_radius=ec["onnx_nms_radius"],
-                              detection_threshold=ec["onnx_detection_threshold"], opset=ec["onnx_opset"])
+            res = task.export_onnx(model, onnx_path, ec)
             result["onnx"] = res
             say(f"[featloc] onnx -> {onnx_path} (onnxruntime vs torch max abs diff {res['max_abs_diff']:.2e})")
         except Exception as exc:  # keep the trained weights even if the export fails

@@ -1,0 +1,86 @@
+"""Training task ``matcher``: SparseMatcher (featloc_ros.nn.sparse_matcher) on frozen FeatLoc features of the
+homographic pairs of ``matcher_data.MatcherPairs``; loss = assignment NLL (with unmatched terms) + matchability
+supervision. Logs the precision and recall of the predicted matches, and of mutual nearest neighbours of the
+invariance-selected similarity on the same keypoints (the baseline the matcher must beat)."""
+
+from __future__ import annotations
+
+from ..nn.sparse_matcher import SparseMatcher, assignment_loss, export_onnx, save_architecture
+from .matcher_data import DEFAULT_MATCHER_DATA_CONF, MatcherPairs
+
+DEFAULT_MATCHER_LOSS_CONF = {"weights": {"nll": 1.0, "matchability": 0.5}}
+
+DEFAULT_MATCHER_EXPORT_CONF = {
+    "weights": None,  # state dict; relative paths are relative to the repository root; None: <out>/model.pt
+    "onnx": None,
+    "summary": None,
+    "onnx_opset": 18,
+}
+
+
+def match_quality(matches0, gt0) -> tuple[float, float]:
+    """matches0 (B,N) (index or -1), gt0 (B,N) ground truth (index, -1 unmatched, -2 ignored) ->
+    (precision over predictions with a known label, recall of the true matches)."""
+    pred = matches0 >= 0
+    known = pred & (gt0 != -2)
+    correct = pred & (matches0 == gt0)
+    precision = float(correct.sum()) / max(1, int(known.sum()))
+    recall = float(correct.sum()) / max(1, int((gt0 >= 0).sum()))
+    return precision, recall
+
+
+class MatcherTask:
+    name = "matcher"
+    model_class = SparseMatcher
+    sections = {"data": DEFAULT_MATCHER_DATA_CONF, "loss": DEFAULT_MATCHER_LOSS_CONF,
+                "export": DEFAULT_MATCHER_EXPORT_CONF}
+    panels = [("total", ["total"]), ("assignment NLL", ["nll", "matched", "unmatched"]),
+              ("matchability BCE", ["matchability"]),
+              ("precision", ["precision", "nn_precision"]), ("recall", ["recall", "nn_recall"]),
+              ("ground truth", ["gt_match_fraction"])]
+
+    @staticmethod
+    def validate(conf: dict):
+        m = {**SparseMatcher.default_conf, **conf["model"]}
+        if conf["data"]["max_keypoints"] < max(m["k_self"], m["k_cross"]):
+            raise ValueError("data.max_keypoints must be >= model.k_self and model.k_cross")
+
+    @staticmethod
+    def make_data(conf: dict, seed: int) -> MatcherPairs:
+        from .train import resolve_path
+
+        return MatcherPairs({**conf["data"], "features": str(resolve_path(conf["data"]["features"]))}, seed)
+
+    @staticmethod
+    def step_loss(model: SparseMatcher, data: MatcherPairs, indices: list[int], conf: dict, gen):
+        import torch
+
+        from ..nn.sparse_matcher import mutual_matches
+
+        batch = data.batch(indices)
+        out = model(batch)
+        losses = assignment_loss(out, batch["gt0"], batch["gt1"])
+        w = conf["loss"]["weights"]
+        total = w["nll"] * losses["nll"] + w["matchability"] * losses["matchability"]
+        logs = {k: float(v) for k, v in losses.items()}
+        with torch.no_grad():
+            logs["precision"], logs["recall"] = match_quality(out["matches0"], batch["gt0"])
+            sim = out["similarity"].masked_fill(~(batch["valid0"][:, :, None] & batch["valid1"][:, None]), -1.0)
+            nn0, _ = mutual_matches(sim, -1.0)
+            logs["nn_precision"], logs["nn_recall"] = match_quality(nn0, batch["gt0"])
+            logs["gt_match_fraction"] = float((batch["gt0"] >= 0).sum()) / max(1, int(batch["valid0"].sum()))
+        logs["total"] = float(total)
+        return total, logs
+
+    @staticmethod
+    def progress(logs: dict) -> str:
+        return (f"nll {logs['nll']:.3f} P/R {logs['precision']:.2f}/{logs['recall']:.2f} "
+                f"(MNN {logs['nn_precision']:.2f}/{logs['nn_recall']:.2f})")
+
+    @staticmethod
+    def save_architecture(weights, model_conf: dict):
+        save_architecture(weights, model_conf)
+
+    @staticmethod
+    def export_onnx(model: SparseMatcher, path, ec: dict) -> dict:
+        return export_onnx(model, path, opset=ec["onnx_opset"])
