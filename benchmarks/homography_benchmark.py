@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from common import RESULTS_DIR, markdown_table, write_results  # noqa: E402
-from methods import DEFAULT_METHODS, FEATLOC_ABLATION_METHODS, resolve_methods
+from methods import DEFAULT_METHODS, FEATLOC_ABLATION_METHODS, MATCHER_METHODS, resolve_methods
 
 from featloc_ros.evaluation.datasets import shared_data_dir
 from featloc_ros.evaluation.homography import (
@@ -82,12 +82,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a few pairs per set (CI-sized)")
     p.add_argument("--methods", nargs="+", default=None,
-                   help="default: the peers and baselines; with --name featloc_ablation the learned-feature ablation")
+                   help="default: the peers and baselines; with --name featloc_ablation the learned-feature "
+                        "ablation, with --name featloc_matcher the learned matcher against mutual NN and LightGlue")
     p.add_argument("--max-keypoints", type=int, default=2048)
     p.add_argument("--name", default="homography", help="results file name (e.g. for an ablation subset)")
     args = p.parse_args(argv)
     if args.methods is None:
-        args.methods = FEATLOC_ABLATION_METHODS if args.name == "featloc_ablation" else DEFAULT_METHODS
+        args.methods = {"featloc_ablation": FEATLOC_ABLATION_METHODS,
+                        "featloc_matcher": MATCHER_METHODS}.get(args.name, DEFAULT_METHODS)
     sets, missing_sets = build_sets(args.quick)
     methods, skipped = resolve_methods(args.methods)
     for name, reason in skipped.items():

@@ -198,16 +198,19 @@ def main(argv=None) -> int:
           "triangulation with the known poses), retrieval and PnP; *peer features and matcher* rows match each "
           "query to its candidate keyframes with the peer's own matcher (LightGlue, LighterGlue) in the peers "
           "venv, *our mutual NN* rows with our mutual nearest neighbour. Peer latency is in the latency table "
-          "(here they run in another process).\n"]
+          "(here they run in another process). *RANSAC trials*: the median over localized queries of the trials "
+          "COLMAP's adaptive stopping rule needs at the final inlier ratio (featloc_ros.evaluation.localization."
+          "ransac_trials; pycolmap does not report its count; empty for rows measured before it was added).\n"]
     for set_name, by_method in results.items():
         md.append(f"\n## {set_name}\n")
         keys = list(next(iter(by_method.values()))["recall"])
         rows = [[m, f"{s['num_localized']}/{s['num_frames']}", *[s["recall"][k] for k in keys],
                  s["median_position_error"], s["median_rotation_error_deg"],
-                 1000 * s["median_latency_s"] if s["median_latency_s"] is not None and "peer" not in m else None]
+                 1000 * s["median_latency_s"] if s["median_latency_s"] is not None and "peer" not in m else None,
+                 s.get("median_ransac_trials")]
                 for m, s in by_method.items()]
         md.append(markdown_table(["method", "localized", *[f"recall {k}" for k in keys], "median pos. err.",
-                                  "median rot. err. (°)", "median latency (ms)"], rows))
+                                  "median rot. err. (°)", "median latency (ms)", "RANSAC trials"], rows))
     not_run = {**missing, **skipped}
     if not_run:
         md.append("\n## Not run\n")

@@ -99,12 +99,19 @@ OURS = {
     "sift+mnn_ratio": ("sift", "mnn_ratio"),
     "rootsift+mnn": ("rootsift", "mnn"),
     "sift+mnn": ("sift", "mnn"),  # plain mutual NN: the descriptor-only comparison of the learned features
-    # learned (models/featloc_v3.pt): invariance selection on, and the ablation variants
+    # learned (models/featloc_v4.pt): invariance selection on, and the ablation variants
     "featloc+isnn": ("featloc", "featloc_isnn"),
+    "featloc+isnn_ratio": ("featloc", "featloc_isnn_ratio"),
     "featloc_rot4+isnn": ("featloc_rot4", "featloc_isnn"),  # rotation pooling (4 passes)
     "featloc_concat+mnn": ("featloc_concat", "mnn"),
     **{f"featloc_{k}+mnn": (f"featloc_{k}", "mnn") for k in ("rv_iv", "ri_iv", "rv_ii", "ri_ii")},
+    # the learned sparse-attention matcher (models/featloc_matcher_v1.pt) on the same features
+    "featloc+sparse": ("featloc", "featloc_sparse"),
+    "featloc+sparse_as_dense": ("featloc", "featloc_sparse_as_dense"),
 }
+# the matcher against invariance-selected mutual NN (with and without the ratio test) on the same keypoints
+MATCHER_METHODS = ["featloc+sparse", "featloc+sparse_as_dense", "featloc+isnn", "featloc+isnn_ratio",
+                   "aliked_lightglue"]
 # invariance selection on vs each head alone vs concatenation, against SIFT and XFeat with plain mutual NN
 FEATLOC_ABLATION_METHODS = ["featloc+isnn", "featloc_concat+mnn", "featloc_rv_iv+mnn", "featloc_ri_iv+mnn",
                             "featloc_rv_ii+mnn", "featloc_ri_ii+mnn", "sift+mnn", "rootsift+mnn_ratio", "xfeat_mnn"]

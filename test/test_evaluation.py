@@ -74,3 +74,11 @@ def test_relative_pose_error_of_exact_correspondences():
     m = np.stack([np.arange(300), np.arange(300)], 1)
     assert evaluate_pose_pair(pair, x0, x1, m)["pose_error_deg"] < 0.5
     assert evaluate_pose_pair(pair, x0, x1, m[:3])["pose_error_deg"] == float("inf")
+
+
+def test_ransac_trials_follow_colmaps_stopping_rule():
+    from featloc_ros.evaluation.localization import ransac_trials
+
+    assert ransac_trials(50, 100) == 259  # 3 * log(1e-5) / log(1 - 0.5^3) = 258.6
+    assert ransac_trials(100, 100) == 100 and ransac_trials(5, 100) == 10000 and ransac_trials(0, 0) == 10000
+    assert ransac_trials(80, 100) < ransac_trials(60, 100) < ransac_trials(40, 100)

@@ -183,3 +183,16 @@ def test_matcher_training_task_trains_resumes_and_exports(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="max_keypoints"):
         train(load_config(smoke, ["data.max_keypoints=4", f"data.features={tmp_path / 'feat.pt'}"]), tmp_path / "bad")
+
+
+def test_similarity_on_mined_pairs_equals_the_dense_similarity():
+    from featloc_ros.nn.featloc_net import selected_distance_matrix
+    from featloc_ros.nn.sparse_matcher import kind_similarities, selected_similarity, selected_similarity_at
+
+    d = _data(b=2)
+    dense = selected_similarity(d["local0"], d["local1"], d["meta0"], d["meta1"])
+    ref = 1 - 0.5 * selected_distance_matrix(d["local0"][0], d["local1"][0], d["meta0"][0], d["meta1"][0])
+    torch.testing.assert_close(dense[0], ref, rtol=1e-4, atol=1e-4)  # the descriptor model's distance
+    idx = torch.randint(0, 50, (2, 60, 7))
+    at = selected_similarity_at(*kind_similarities(d["local0"], d["local1"], d["meta0"], d["meta1"]), idx)
+    torch.testing.assert_close(at, torch.gather(dense, 2, idx), rtol=1e-5, atol=1e-5)

@@ -17,7 +17,7 @@ confs: dict[str, dict] = {
     "rootsift": {"name": "sift", "rootsift": True, "max_keypoints": 4096, "resize_max": 1024},
     "sift": {"name": "sift", "rootsift": False, "max_keypoints": 4096, "resize_max": 1024},
     "rootsift_fast": {"name": "sift", "rootsift": True, "max_keypoints": 2048, "resize_max": 640},
-    # FeatLoc (learned; models/featloc_v3.pt). "featloc" descriptors need the "featloc_isnn" matcher
+    # FeatLoc (learned; models/featloc_v4.pt). "featloc" descriptors need the "featloc_isnn" matcher
     # (invariance-selected distance); the others are unit vectors for the mutual-NN matchers.
     "featloc": {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048, "resize_max": 1024},
     "featloc_onnx": {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048, "resize_max": 1024,

@@ -11,7 +11,7 @@ Descriptor forms (conf ``descriptor``):
 - ``"concat"``: the four local descriptors concatenated and L2-normalised (ablation; plain mutual NN).
 - one kind name (``"rv_iv"``, ``"ri_iv"``, ``"rv_ii"``, ``"ri_ii"``): that head alone (unit vectors).
 
-Weights: a state dict (``torch.load(..., weights_only=True)``); default ``models/featloc_v3.pt`` (architecture in ``featloc_v3.model.json``) shipped with
+Weights: a state dict (``torch.load(..., weights_only=True)``); default ``models/featloc_v4.pt`` (architecture in ``featloc_v4.model.json``) shipped with
 the package (source tree, or ``share/featloc_ros/models`` once installed). The ONNX backend uses the ``.onnx``
 file next to it (fixed k and NMS radius baked in at export time; recorded in its metadata).
 """
@@ -28,8 +28,8 @@ from ..geometry.image_codec import to_gray
 from .base import Extractor, Features
 
 KINDS = ("rv_iv", "ri_iv", "rv_ii", "ri_ii")  # same order as featloc_ros.nn.featloc_net.KINDS
-DEFAULT_WEIGHTS = "featloc_v3.pt"
-TRAIN_COMMAND = "python -m featloc_ros.training.train --config featloc_ros/training/configs/featloc_v3.yaml"
+DEFAULT_WEIGHTS = "featloc_v4.pt"
+TRAIN_COMMAND = "python -m featloc_ros.training.train --config featloc_ros/training/configs/featloc_v4.yaml"
 
 
 def model_search_paths(filename: str) -> list[Path]:
@@ -63,7 +63,7 @@ def resolve_model_file(path: str | None, filename: str = DEFAULT_WEIGHTS) -> Pat
 
 class FeatLoc(Extractor):
     default_conf = {
-        "weights": None,  # state dict path; None: the shipped models/featloc_v3.pt
+        "weights": None,  # state dict path; None: the shipped models/featloc_v4.pt
         "backend": "torch",  # "torch" | "onnxruntime" (uses the .onnx next to the weights, or ``onnx``)
         "onnx": None,  # explicit ONNX path for the onnxruntime backend
         "model": {},  # FeatLocNet architecture overrides (must match the weights)

@@ -22,6 +22,7 @@ confs: dict[str, dict] = {
     # learned sparse-attention matcher for FeatLoc "selected" descriptors (models/featloc_matcher_v1.pt)
     "featloc_sparse": {"name": "sparse_attention", "backend": "torch"},
     "featloc_sparse_onnx": {"name": "sparse_attention", "backend": "onnxruntime"},
+    "featloc_sparse_as_dense": {"name": "sparse_attention", "model": {"attention": "dense"}},  # ablation
 }
 
 

@@ -40,14 +40,11 @@ def selected_distance_matrix(local0: np.ndarray, local1: np.ndarray, meta0: np.n
     except ImportError:  # e.g. an ONNX Runtime-only deployment
         torch = None
     if torch is not None:
+        from ..nn.featloc_net import selected_distance_inference
+
         with torch.inference_mode():
-            l0, l1, m0, m1 = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-                              for a in (local0, local1, meta0, meta1))
-            dist = torch.matmul(l0, l1.transpose(1, 2)).mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
-            w = torch.matmul(m0, m1.transpose(1, 2))
-            w = w.sub_(w.amax(dim=0, keepdim=True)).exp_()
-            total = w.sum(dim=0)
-            return w.mul_(dist).sum(dim=0).div_(total).numpy()
+            return selected_distance_inference(*(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+                                                 for a in (local0, local1, meta0, meta1))).numpy()
     dist = np.matmul(local0, local1.transpose(0, 2, 1))  # cosine
     dist *= -2.0
     dist += 2.0

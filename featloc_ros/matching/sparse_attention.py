@@ -28,6 +28,8 @@ class SparseAttentionMatcher(Matcher):
         "backend": "torch",  # "torch" | "onnxruntime" (the .onnx next to the weights)
         "filter_threshold": 0.1,  # match confidence threshold
         "num_threads": 0,  # >0: torch / onnxruntime intra-op threads
+        "model": {},  # SparseMatcher overrides applied to the weights' architecture (torch backend), e.g.
+        #               {"attention": "dense"}: the same weights with dense attention (ablation)
         "num_kinds": 4,
         "local_dim": 64,
         "meta_dim": 16,
@@ -41,7 +43,9 @@ class SparseAttentionMatcher(Matcher):
         self.weights_path = resolve_model_file(c["weights"], DEFAULT_WEIGHTS)
         from ..nn.sparse_matcher import SparseMatcher, load_architecture
 
-        arch = {**SparseMatcher.default_conf, **load_architecture(self.weights_path)}
+        if c["model"] and c["backend"] != "torch":
+            raise ValueError("SparseAttentionMatcher: model overrides need the torch backend (the ONNX graph is fixed)")
+        arch = {**SparseMatcher.default_conf, **load_architecture(self.weights_path), **c["model"]}
         for key in ("num_kinds", "local_dim", "meta_dim"):
             if arch[key] != c[key]:
                 raise ValueError(f"SparseAttentionMatcher: {self.weights_path} expects {key}={arch[key]}, "

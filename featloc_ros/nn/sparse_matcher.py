@@ -15,9 +15,10 @@ Input: two sets of FeatLoc "selected" features (keypoints, S local descriptors l
     learns a residual *matching* function on top of plain descriptor similarity.
 
 Sparse attention (``attention: sparse``): keypoint i attends only to its ``k_self`` nearest keypoints by position
-(same image) and to its ``k_cross`` most similar keypoints of the other image (top-k of sim at the input, then of
-the current features' dot product, re-mined every ``mine_every`` layers); keys and values are gathered (fixed k,
-exportable): O(N k) per layer instead of O(N^2). ``attention: dense`` attends to everything (ablation).
+(same image) and to its ``k_cross`` most similar keypoints of the other image (top-k of the cosine of the fully
+invariant descriptor kind at the input, then of the current features' dot product, re-mined every ``mine_every``
+layers); keys and values are gathered (fixed k, exportable): O(N k) per layer instead of O(N^2), and sim is
+computed on the mined pairs only. ``attention: dense`` attends to everything with the dense sim (ablation).
 
 Assignment (as LightGlue): S_ij = f_i.f_j / sqrt(c); log P_ij = log_softmax_j S + log_softmax_i S + log sigma(z_i)
 + log sigma(z_j) with z the final matchability logits, log P_i,dustbin = log sigma(-z_i). Matches: mutual
@@ -46,13 +47,33 @@ def normalize_keypoints(kpts: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
     return (kpts - size[:, None] / 2) / (size.max(-1).values[:, None, None] / 2)
 
 
+def kind_similarities(local0: torch.Tensor, local1: torch.Tensor, meta0: torch.Tensor, meta1: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-kind cosines (B,S,N,M) of the local descriptors and products (B,S,N,M) of the meta descriptors: two
+    batched matrix products (the descriptors are inputs, never trained here: no autograd)."""
+    with torch.no_grad():
+        return local0 @ local1.transpose(-1, -2), meta0 @ meta1.transpose(-1, -2)
+
+
+def selected_from_kinds(cos: torch.Tensor, meta_dot: torch.Tensor) -> torch.Tensor:
+    """Invariance-selected similarity 1 - d/2 in [0, 1] from per-kind cosines and meta products (B,S,...) ->
+    (B,...): d = sum_s softmax_s(m_s.m_s') ||l_s - l_s'|| (the descriptor model's distance)."""
+    dist = (2.0 - 2.0 * cos).clamp(min=0.0).sqrt()
+    return 1.0 - 0.5 * (torch.softmax(meta_dot, dim=1) * dist).sum(1)
+
+
 def selected_similarity(local0: torch.Tensor, local1: torch.Tensor, meta0: torch.Tensor, meta1: torch.Tensor
                         ) -> torch.Tensor:
-    """Invariance-selected similarity 1 - d/2 in [0, 1]: local (B,S,N,D), (B,S,M,D), meta (B,S,N,Dm), (B,S,M,Dm)
-    -> (B,N,M). d = sum_s softmax_s(m_s.m_s') ||l_s - l_s'|| (the descriptor model's distance)."""
-    dist = (2.0 - 2.0 * local0 @ local1.transpose(-1, -2)).clamp(min=1e-8).sqrt()  # (B,S,N,M)
-    w = torch.softmax(meta0 @ meta1.transpose(-1, -2), dim=1)
-    return 1.0 - 0.5 * (w * dist).sum(1)
+    """Dense invariance-selected similarity: local (B,S,N,D), (B,S,M,D), meta (B,S,N,Dm), (B,S,M,Dm) -> (B,N,M)."""
+    return selected_from_kinds(*kind_similarities(local0, local1, meta0, meta1))
+
+
+def selected_similarity_at(cos: torch.Tensor, meta_dot: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The similarity of each keypoint of image 0 with its K candidates idx (B,N,K) only, from the per-kind
+    matrices (B,S,N,M) of ``kind_similarities``: -> (B,N,K) (element-wise work on N K S entries, not N M S)."""
+    s = cos.shape[1]
+    at = idx[:, None].expand(-1, s, -1, -1)
+    return selected_from_kinds(torch.gather(cos, 3, at), torch.gather(meta_dot, 3, at))
 
 
 def gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -61,11 +82,6 @@ def gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     n, k = idx.shape[1:]
     offset = (torch.arange(b, device=idx.device) * m).view(b, 1, 1)
     return x.reshape(b * m, c).index_select(0, (idx + offset).reshape(-1)).reshape(b, n, k, c)
-
-
-def gather_pairs(values: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """values (B,N,M), idx (B,N,K) -> (B,N,K): values[b, i, idx[b, i, k]]."""
-    return torch.gather(values, 2, idx)
 
 
 def knn_by_position(kpts: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
@@ -174,6 +190,7 @@ class SparseMatcher(nn.Module):
         "k_self": 16,  # neighbours by position (same image)
         "k_cross": 16,  # neighbours by similarity (other image)
         "mine_every": 2,  # re-mine the cross neighbours from the current features every this many layers
+        "mining_kind": 3,  # first mining: cosine of this descriptor kind (3 = ri_ii, invariant to rotation and light)
         "similarity_bias": True,  # invariance-selected similarity on the cross-attention logits
         "position_bias": True,  # learned function of the relative position on the self-attention logits
         "matchability": True,  # matchability bias on the logits + rescaled values
@@ -216,19 +233,20 @@ class SparseMatcher(nn.Module):
         src = kpts_n[:, None] if idx is None else gather_rows(kpts_n, idx)  # (B,1|N,K,2)
         return self.position_bias[layer](src - kpts_n[:, :, None])
 
-    def _cross_bias(self, layer: int, sim: torch.Tensor | None, idx: torch.Tensor | None) -> torch.Tensor | None:
+    def _cross_bias(self, layer: int, sim: torch.Tensor | None) -> torch.Tensor | None:
+        """sim (B,N,K) at the mined pairs or (B,N,M) dense -> (B,N,K|M,H) logit terms."""
         if self.sim_scale is None:
             return None
-        s = sim if idx is None else gather_pairs(sim, idx)  # (B,N,K|M)
-        return s[..., None] * self.sim_scale[layer]
+        return sim[..., None] * self.sim_scale[layer]
 
-    def assignment(self, x0: torch.Tensor, x1: torch.Tensor, valid0: torch.Tensor, valid1: torch.Tensor
+    def assignment(self, x0: torch.Tensor, x1: torch.Tensor, valid0: torch.Tensor | None, valid1: torch.Tensor | None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> log P (B,N,M) of the pairs, log P of 'unmatched' for each keypoint (B,N), (B,M)."""
+        """(B,N,C), (B,M,C), validity (B,N), (B,M) or None (no padding) -> log P (B,N,M) of the pairs, log P of
+        'unmatched' for each keypoint (B,N), (B,M)."""
         f0, f1 = self.final_proj(x0), self.final_proj(x1)
         scores = f0 @ f1.transpose(1, 2) / math.sqrt(f0.shape[-1])
-        mask = valid0[:, :, None] & valid1[:, None, :]
-        scores = scores.masked_fill(~mask, NEG)
+        if valid0 is not None:  # padding (training batches)
+            scores = scores.masked_fill(~(valid0[:, :, None] & valid1[:, None, :]), NEG)
         z0, z1 = self.final_matchability(x0)[..., 0], self.final_matchability(x1)[..., 0]
         logp = (F.log_softmax(scores, 2) + F.log_softmax(scores, 1)
                 + F.logsigmoid(z0)[:, :, None] + F.logsigmoid(z1)[:, None, :])
@@ -240,40 +258,52 @@ class SparseMatcher(nn.Module):
         local0 (B,S,N,D), local1 (B,S,M,D) unit; meta0 (B,S,N,Dm), meta1 (B,S,M,Dm); optional valid0 (B,N),
         valid1 (B,M) bool (padding). Sparse attention needs N, M >= k_self and >= k_cross.
         -> log_assignment (B,N,M), log_unmatched0 (B,N), log_unmatched1 (B,M),
-           matches0 (B,N) int64 index in image 1 or -1, matching_scores0 (B,N) confidence (0 if unmatched),
-           similarity (B,N,M) the input invariance-selected similarity; with matchability the per-layer
-           matchability logits matchability0 (L,B,N), matchability1 (L,B,M)."""
+           matches0 (B,N) int64 index in image 1 or -1, matching_scores0 (B,N) confidence (0 if unmatched);
+           with matchability the per-layer matchability logits matchability0 (L,B,N), matchability1 (L,B,M)."""
         c = self.conf
         k0, k1 = data["keypoints0"], data["keypoints1"]
         b, n, m = k0.shape[0], k0.shape[1], k1.shape[1]
-        valid0 = data.get("valid0", torch.ones(b, n, dtype=torch.bool, device=k0.device))
-        valid1 = data.get("valid1", torch.ones(b, m, dtype=torch.bool, device=k1.device))
+        padded = "valid0" in data
+        valid0 = data["valid0"] if padded else torch.ones(b, n, dtype=torch.bool, device=k0.device)
+        valid1 = data["valid1"] if padded else torch.ones(b, m, dtype=torch.bool, device=k1.device)
         kn0 = normalize_keypoints(k0, data["image_size0"])
         kn1 = normalize_keypoints(k1, data["image_size1"])
-        sim = selected_similarity(data["local0"], data["local1"], data["meta0"], data["meta1"])  # (B,N,M)
-        x0 = self.embed(data["local0"], data["meta0"], kn0)
-        x1 = self.embed(data["local1"], data["meta1"], kn1)
+        l0, l1, m0, m1 = data["local0"], data["local1"], data["meta0"], data["meta1"]
+        x0 = self.embed(l0, m0, kn0)
+        x1 = self.embed(l1, m1, kn1)
         sparse = c["attention"] == "sparse"
-        self0 = knn_by_position(kn0, valid0, c["k_self"]) if sparse else None
-        self1 = knn_by_position(kn1, valid1, c["k_self"]) if sparse else None
-        cross01 = cross10 = None
+        cos, meta_dot = kind_similarities(l0, l1, m0, m1)  # (B,S,N,M) each
+        if sparse:  # candidates by the cosine of the mining kind; the selected similarity on mined pairs only
+            self0 = knn_by_position(kn0, valid0, c["k_self"])
+            self1 = knn_by_position(kn1, valid1, c["k_self"])
+            proxy = cos[:, c["mining_kind"]]  # (B,N,M)
+            cos_t, meta_dot_t = cos.transpose(2, 3), meta_dot.transpose(2, 3)
+        else:
+            self0 = self1 = None
+            sim01 = selected_from_kinds(cos, meta_dot)  # (B,N,M)
+            sim10 = sim01.transpose(1, 2)
         z0s, z1s = [], []
         for i in range(c["layers"]):
             x0, z0 = self.self_attn[i](x0, x0, self0, self._self_bias(i, kn0, self0), valid0)
             x1, z1 = self.self_attn[i](x1, x1, self1, self._self_bias(i, kn1, self1), valid1)
             z0s.append(z0)
             z1s.append(z1)
-            if sparse and i % c["mine_every"] == 0:  # mine on the input similarity, then on the current features
-                mining = sim if i == 0 else x0 @ x1.transpose(1, 2)
+            if sparse and i % c["mine_every"] == 0:  # mine on the input descriptors, then on the current features
+                mining = proxy if i == 0 else x0 @ x1.transpose(1, 2)
                 cross01 = top_k_similar(mining, valid1, c["k_cross"])
                 cross10 = top_k_similar(mining.transpose(1, 2), valid0, c["k_cross"])
-            y0, _ = self.cross_attn[i](x0, x1, cross01, self._cross_bias(i, sim, cross01), valid1)
-            y1, _ = self.cross_attn[i](x1, x0, cross10, self._cross_bias(i, sim.transpose(1, 2), cross10), valid0)
+                if self.sim_scale is not None:
+                    sim01 = selected_similarity_at(cos, meta_dot, cross01)
+                    sim10 = selected_similarity_at(cos_t, meta_dot_t, cross10)
+                else:
+                    sim01 = sim10 = None
+            y0, _ = self.cross_attn[i](x0, x1, cross01 if sparse else None, self._cross_bias(i, sim01), valid1)
+            y1, _ = self.cross_attn[i](x1, x0, cross10 if sparse else None, self._cross_bias(i, sim10), valid0)
             x0, x1 = y0, y1
-        logp, un0, un1 = self.assignment(x0, x1, valid0, valid1)
+        logp, un0, un1 = self.assignment(x0, x1, valid0 if padded else None, valid1 if padded else None)
         matches0, scores0 = mutual_matches(logp, c["filter_threshold"])
         out = {"log_assignment": logp, "log_unmatched0": un0, "log_unmatched1": un1,
-               "matches0": matches0, "matching_scores0": scores0, "similarity": sim}
+               "matches0": matches0, "matching_scores0": scores0}
         if c["matchability"]:  # per-layer matchability logits (self-attention layers), (L,B,N) and (L,B,M)
             out["matchability0"], out["matchability1"] = torch.stack(z0s), torch.stack(z1s)
         return out

@@ -1,7 +1,12 @@
-"""Training of FeatLocNet (featloc_ros.nn): synthetic pairs from a permissively licensed corpus and procedural
-images (``data``), losses (``losses``) and the config-driven, resumable trainer (``train``).
+"""Training of the models of featloc_ros.nn, config-driven and resumable (``train``), by task:
 
-    python -m featloc_ros.training.train --config featloc_ros/training/configs/featloc_v3.yaml
+- ``descriptors``: FeatLocNet (keypoints, invariance-selected descriptors) on synthetic pairs from a permissively
+  licensed corpus and procedural images (``data``), losses in ``losses`` (``descriptor_task``);
+- ``matcher``: SparseMatcher on frozen FeatLoc features of the same pairs, ground truth from the homography
+  (``matcher_data``, ``matcher_task``).
+
+    python -m featloc_ros.training.train --config featloc_ros/training/configs/featloc_v4.yaml
+    python -m featloc_ros.training.train --config featloc_ros/training/configs/matcher_v1.yaml
 
 ``from featloc_ros.training.train import load_config, train`` in Python. ``load_config``, ``full_config``
 and ``run_training`` (= ``train.train``) are also re-exported here, lazily: importing this package stays

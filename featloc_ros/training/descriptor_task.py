@@ -24,7 +24,7 @@ class DescriptorTask:
     sections = {"data": DEFAULT_DATA_CONF, "loss": DEFAULT_LOSS_CONF, "export": DEFAULT_EXPORT_CONF}
     panels = [("total", ["total"]), ("descriptor (HardNet)", [f"desc_{k}" for k in KINDS]),
               ("variant triplet", [f"var_{k}" for k in KINDS]), ("meta (selected distance)", ["meta"]),
-              ("detector", ["repeatability", "peakiness", "reliability"]),
+              ("detector", ["repeatability", "peakiness", "reliability", "shift"]),
               ("nearest-neighbour accuracy", ["acc_selected", "acc_concat"]),
               ("selection weight of true pairs", [f"w_{k}" for k in KINDS])]
 
@@ -45,6 +45,11 @@ class DescriptorTask:
 
         batch = collate([data[i] for i in indices])
         out = model.forward_dense(torch.cat([batch["A"], batch["B"], batch["B0"]]))
+        if conf["loss"]["weights"]["shift"] > 0:  # A translated by 1 px (x, or x and y, alternately)
+            shift = (1, indices[0] // len(indices) % 2)
+            moved = torch.roll(batch["A"], shifts=(shift[1], shift[0]), dims=(2, 3))
+            out["scores_shifted"] = model.forward_dense(moved)["scores"]
+            out["shift"] = shift
         return compute_losses(out, batch, conf["loss"], model, gen)
 
     @staticmethod

@@ -18,6 +18,10 @@ Meta descriptors, on the invariance-selected distance d(p, q) on (A, B) (local d
   "nce": cross-entropy of the true match among all candidates (rows and columns) of softmax(-d / meta_temperature);
          a selection that puts its weight on an uninformative head is penalised (uniform softmax);
   "triplet": the HardNet-style triplet with ``meta_margin`` (can be minimised by selecting a collapsed head).
+Shift equivariance (weight ``shift`` > 0; the task runs the detector on A translated by 1 px as well): mean
+  squared difference of the translated score map and the score map of the translated image. Without it a
+  detector can meet peakiness by a pixel lattice (one phase of the strided layers always wins) while the
+  patch-level repeatability stays high.
 Detector (R2D2-style, dense, fast on CPU):
 - repeatability: 1 - mean cosine similarity of N x N patches of S_A and S_B warped into A;
 - peakiness: 1 - mean(maxpool_N(S) - avgpool_N(S)) on all views;
@@ -48,7 +52,7 @@ DEFAULT_LOSS_CONF = {
     "reliability_cell_stride": 4,  # 8: rank the true match among every other 1/4 cell (x4), 4x cheaper
     "kappa": 0.5,
     "weights": {"descriptor": 1.0, "variant": 1.0, "meta": 1.0, "repeatability": 1.0, "peakiness": 0.5,
-                "reliability": 0.5, "spread": 0.0},
+                "reliability": 0.5, "spread": 0.0, "shift": 0.0},
 }
 
 
@@ -156,6 +160,18 @@ def detector_losses(scores: torch.Tensor, batch: dict, conf: dict) -> dict[str, 
     return {"repeatability": rep, "peakiness": peaky}
 
 
+def shift_equivariance_loss(scores: torch.Tensor, shifted: torch.Tensor, shift: tuple[int, int], border: int = 8
+                            ) -> torch.Tensor:
+    """Mean squared difference of the score map of an image translated by whole pixels ``shift`` = (dx, dy) and
+    the translated score map of the image (B,1,S,S) each, away from the borders: zero for a detector whose
+    scores follow the image pixel for pixel (a pixel-shuffle or phase-reading detector does not)."""
+    dx, dy = shift
+    s = scores.shape[-1]
+    a = scores[..., border:s - border - dy, border:s - border - dx]
+    b = shifted[..., border + dy:s - border, border + dx:s - border]
+    return ((a - b) ** 2).mean()
+
+
 def compute_losses(out: dict, batch: dict, conf: dict, model, generator: torch.Generator
                    ) -> tuple[torch.Tensor, dict[str, float]]:
     """``out`` = model.forward_dense(cat([A, B, B0])) of a FeatLocNet ``model`` (whose ``local_at`` gives the
@@ -250,6 +266,10 @@ def compute_losses(out: dict, batch: dict, conf: dict, model, generator: torch.G
 
     total = (w["descriptor"] * desc_total + w["variant"] * var_total + w["spread"] * spread_total + w["meta"] * l_meta
              + w["repeatability"] * det["repeatability"] + w["peakiness"] * det["peakiness"] + w["reliability"] * l_rel)
+    if "scores_shifted" in out:  # the scores of A translated by out["shift"] pixels (DescriptorTask, weight "shift")
+        l_shift = shift_equivariance_loss(out["scores"][:b], out["scores_shifted"], out["shift"])
+        total = total + w["shift"] * l_shift
+        logs["shift"] = l_shift.item()
     logs.update({"meta": l_meta.item(), "repeatability": det["repeatability"].item(),
                  "peakiness": det["peakiness"].item(), "reliability": l_rel.item(),
                  "reliable_frac": float(P[valid].mean()),

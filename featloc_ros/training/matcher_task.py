@@ -55,7 +55,7 @@ class MatcherTask:
     def step_loss(model: SparseMatcher, data: MatcherPairs, indices: list[int], conf: dict, gen):
         import torch
 
-        from ..nn.sparse_matcher import mutual_matches
+        from ..nn.sparse_matcher import mutual_matches, selected_similarity
 
         batch = data.batch(indices)
         out = model(batch)
@@ -65,7 +65,8 @@ class MatcherTask:
         logs = {k: float(v) for k, v in losses.items()}
         with torch.no_grad():
             logs["precision"], logs["recall"] = match_quality(out["matches0"], batch["gt0"])
-            sim = out["similarity"].masked_fill(~(batch["valid0"][:, :, None] & batch["valid1"][:, None]), -1.0)
+            sim = selected_similarity(batch["local0"], batch["local1"], batch["meta0"], batch["meta1"])
+            sim = sim.masked_fill(~(batch["valid0"][:, :, None] & batch["valid1"][:, None]), -1.0)
             nn0, _ = mutual_matches(sim, -1.0)
             logs["nn_precision"], logs["nn_recall"] = match_quality(nn0, batch["gt0"])
             logs["gt_match_fraction"] = float((batch["gt0"] >= 0).sum()) / max(1, int(batch["valid0"].sum()))
