@@ -26,6 +26,8 @@ import numpy as np
 from common import markdown_table, write_results  # noqa: E402
 from methods import resolve_methods
 
+from featloc_ros.matching import confs as matcher_confs
+
 THREADS = 2
 STAGES = ("decode", "extract", "retrieve", "match", "pnp", "total")
 
@@ -105,6 +107,40 @@ def worker(work: Path, max_keypoints: int, warmup: int, pipeline: str) -> dict:
             "peak_rss_mb": peak_rss_mb()}
 
 
+PAIR_MATCHERS = ("featloc_isnn", "featloc_isnn_ratio", "featloc_sparse", "featloc_sparse_onnx")
+
+
+def pair_worker(work: Path, max_keypoints: int, warmup: int) -> dict:
+    """Runs in a fresh process: FeatLoc features (ONNX Runtime) of the query frames, then each of our matchers on
+    the pairs of consecutive frames (the peers' protocol): per-pair matching times."""
+    cv2.setNumThreads(THREADS)
+    from featloc_ros.features import create_extractor
+    from featloc_ros.matching import create_matcher
+
+    ext = create_extractor({**FEATLOC_CONF, "max_keypoints": max_keypoints, "resize_max": 0,
+                            "backend": "onnxruntime", "num_threads": THREADS})
+    feats = [ext(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB))
+             for p in sorted((work / "queries").glob("*.jpg"))]
+    pairs = list(zip(feats[:-1], feats[1:]))
+    out = {}
+    for name in PAIR_MATCHERS:
+        try:
+            matcher = create_matcher({**matcher_confs[name], "num_threads": THREADS}
+                                     if "sparse" in name else name)
+        except FileNotFoundError as e:
+            out[name] = {"skipped": str(e).splitlines()[0]}
+            continue
+        times, counts = [], []
+        for i, (f0, f1) in enumerate([pairs[0]] * warmup + pairs):
+            t0 = cv2.getTickCount()
+            m = matcher(f0, f1)
+            if i >= warmup:
+                times.append(1e3 * (cv2.getTickCount() - t0) / cv2.getTickFrequency())
+                counts.append(len(m))
+        out[name] = {"match_ms": times, "matches": counts}
+    return out
+
+
 def peak_rss_mb() -> float:
     """VmHWM of this process. (getrusage's ru_maxrss survives fork + exec on Linux, so a child
     would report its parent's peak.)"""
@@ -125,11 +161,15 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--name", default="latency", help="results file name")
     p.add_argument("--worker", nargs=3, metavar=("WORKDIR", "KEYPOINTS", "PIPELINE"), help=argparse.SUPPRESS)
+    p.add_argument("--pair-worker", nargs=2, metavar=("WORKDIR", "KEYPOINTS"), help=argparse.SUPPRESS)
     p.add_argument("--peers", nargs="*", default=["xfeat_mnn", "xfeat_lighterglue", "aliked_lightglue",
                                                   "disk_lightglue"])
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(Path(args.worker[0]), int(args.worker[1]), args.warmup, args.worker[2])))
+        return 0
+    if args.pair_worker:
+        print(json.dumps(pair_worker(Path(args.pair_worker[0]), int(args.pair_worker[1]), args.warmup)))
         return 0
     kp_list = [1024] if args.quick else [512, 1024, 2048]
     results = {"ours": {}, "peers": {}}
@@ -152,6 +192,14 @@ def main(argv=None) -> int:
                     "stages": {s: stats(v) for s, v in res["times_ms"].items()}, "localized": res["localized"],
                     "runs": res["runs"], "peak_rss_mb": res["peak_rss_mb"]}
                 print(f"{label} {k}: total median {results['ours'][label][k]['stages']['total']['median']:.0f} ms")
+        if no_learned is None:  # our matchers on the peers' pairs (consecutive query frames), per pair
+            for k in kp_list:
+                out = subprocess.run([sys.executable, __file__, "--pair-worker", str(work), str(k), "--warmup",
+                                      str(args.warmup)], capture_output=True, text=True, env=env, check=True)
+                for name, r in json.loads(out.stdout.strip().splitlines()[-1]).items():
+                    results.setdefault("matchers", {}).setdefault(name, {})[k] = (
+                        r if "skipped" in r else {"match_ms": stats(r["match_ms"]), "runs": len(r["match_ms"]),
+                                                  "matches": float(np.median(r["matches"]))})
         skipped = {}
         if not args.quick and args.peers:
             from peers.client import peer_info, run_peer_pairs
@@ -180,6 +228,16 @@ def main(argv=None) -> int:
             rows.append([f"{name} (PyTorch)", k, "–", f"{r['extract_ms']['median']:.1f} / {r['extract_ms']['p90']:.1f}",
                          "–", f"{r['match_ms']['median']:.1f} / {r['match_ms']['p90']:.1f}", "–", "–", "–",
                          r["peak_rss_mb"]])
+    pair_rows = []
+    for name, by_k in results.get("matchers", {}).items():
+        for k, r in by_k.items():
+            if "skipped" not in r:
+                pair_rows.append([f"featloc + {name}", k, f"{r['match_ms']['median']:.1f} / {r['match_ms']['p90']:.1f}",
+                                  r["matches"]])
+    for name, by_k in results["peers"].items():
+        for k, r in by_k.items():
+            pair_rows.append([f"{name} (their matcher, PyTorch)", k,
+                              f"{r['match_ms']['median']:.1f} / {r['match_ms']['p90']:.1f}", None])
     md = ["# Latency per stage (ms, median / p90), 640x480, 2 threads\n",
           f"{args.runs} query frames after {args.warmup} warm-up runs; each configuration in a fresh process "
           "(peak RSS of that process, MB). Ours: full localization from JPEG bytes with retrieval only "
@@ -189,6 +247,13 @@ def main(argv=None) -> int:
           "ONNX Runtime backends (CPU); its ONNX graph always computes k = 2048 keypoints and keeps the best "
           "512 / 1024.\n",
           markdown_table(["method (backend)", "keypoints", *STAGES, "localized", "peak RSS (MB)"], rows)]
+    if pair_rows:
+        md += ["\n## Matching one image pair (ms, median / p90)\n",
+               "The peers' pairs (consecutive query frames), 2 threads, each configuration in a fresh process. Ours "
+               "on FeatLoc features (ONNX Runtime): invariance-selected mutual NN (`featloc_isnn`, with the ratio "
+               "test `featloc_isnn_ratio`) and the sparse-attention matcher (`featloc_sparse` PyTorch, "
+               "`featloc_sparse_onnx` ONNX Runtime); matches = median count per pair.\n",
+               markdown_table(["matcher", "keypoints", "match", "matches"], pair_rows)]
     if no_learned:
         skipped["featloc (learned)"] = no_learned
     skipped["TensorRT"] = ("needs an NVIDIA GPU; this machine has none (the ONNX model it would run is the one "

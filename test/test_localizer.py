@@ -75,6 +75,11 @@ def test_unknown_conf_key(demo_small):
         Localizer(demo_small["map"], {"min_inlier": 3})
 
 
+def test_matcher_that_does_not_fit_the_map_descriptors_is_refused(demo_small):
+    with pytest.raises(ValueError, match="featloc_isnn needs 320-d descriptors, the map has 128-d"):
+        Localizer(demo_small["map"], {"matcher": "featloc_isnn"})
+
+
 def test_learned_features_localize_rolled_queries(demo_small, tmp_path):
     """A map built with the shipped FeatLoc weights (invariance-selected descriptors, ratio-tested matcher):
     retrieval aggregates the rotation-invariant descriptor (recorded in the manifest), so queries whose camera

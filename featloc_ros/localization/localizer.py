@@ -74,6 +74,10 @@ class Localizer:
         self.map = vmap
         self.extractor = create_extractor(self.conf["features"] or vmap.manifest["features"])
         self.matcher = create_matcher(self.conf["matcher"] or vmap.manifest["matcher"])
+        need = self.matcher.descriptor_dim
+        if need is not None and need != vmap.descriptors.shape[1]:
+            raise ValueError(f"Localizer: matcher {self.conf['matcher'] or vmap.manifest['matcher']} needs "
+                             f"{need}-d descriptors, the map has {vmap.descriptors.shape[1]}-d ones")
         self.vlad = VLAD(vmap.codebook, vmap.retrieval_columns)
         self._kf_features = [
             Features(vmap.keypoints[vmap.keyframe_slice(k)], np.ones(vmap.offsets[k + 1] - vmap.offsets[k], np.float32),

@@ -35,3 +35,8 @@ class Matcher(Configurable):
 
     def _match(self, feats0: Features, feats1: Features) -> Matches:
         raise NotImplementedError
+
+    @property
+    def descriptor_dim(self) -> int | None:
+        """The descriptor width this matcher needs (None: any)."""
+        return None

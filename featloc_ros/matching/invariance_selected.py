@@ -102,6 +102,11 @@ class InvarianceSelectedNN(Matcher):
     default_conf = {"ratio_threshold": 0.0, "mutual_check": True, "distance_threshold": 0.0,
                     "num_kinds": 4, "local_dim": 64, "meta_dim": 16, "block_size": 256}
 
+    @property
+    def descriptor_dim(self) -> int:
+        c = self.conf
+        return c["num_kinds"] * (c["local_dim"] + c["meta_dim"])  # FeatLoc "selected" descriptors
+
     def _match(self, feats0: Features, feats1: Features) -> Matches:
         c = self.conf
         return invariance_selected_match(feats0.descriptors, feats1.descriptors, c["num_kinds"], c["local_dim"],

@@ -71,6 +71,11 @@ class SparseAttentionMatcher(Matcher):
                 opts.intra_op_num_threads = int(c["num_threads"])
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
+    @property
+    def descriptor_dim(self) -> int:
+        c = self.conf
+        return c["num_kinds"] * (c["local_dim"] + c["meta_dim"])  # FeatLoc "selected" descriptors
+
     def _inputs(self, f: Features) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """Features -> keypoints (1,N',2), local (1,S,N',D), meta (1,S,N',Dm) padded to N' >= min_keypoints,
         and the real count N."""
