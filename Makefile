@@ -36,9 +36,11 @@ BENCH_PY := cd benchmarks && $(abspath $(VPY))
 bench: setup
 	$(BENCH_PY) homography_benchmark.py
 	$(BENCH_PY) homography_benchmark.py --name featloc_ablation
+	$(BENCH_PY) homography_benchmark.py --name featloc_matcher --max-keypoints 1024
+	$(BENCH_PY) matcher_ablation.py
 	$(BENCH_PY) shift_benchmark.py
 	$(BENCH_PY) relative_pose_benchmark.py
-	$(BENCH_PY) localization_benchmark.py --features rootsift sift featloc:featloc_isnn featloc:featloc_isnn_ratio featloc:featloc_isnn:featloc_isnn_ratio
+	$(BENCH_PY) localization_benchmark.py --features rootsift sift featloc:featloc_isnn featloc:featloc_isnn_ratio featloc:featloc_isnn:featloc_isnn_ratio featloc:featloc_isnn:featloc_sparse featloc:featloc_sparse
 	$(BENCH_PY) fox_localization.py
 	$(BENCH_PY) demo_localization.py
 	$(BENCH_PY) latency_benchmark.py
