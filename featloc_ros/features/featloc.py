@@ -112,17 +112,12 @@ class FeatLoc(Extractor):
         self._torch = torch
 
     def _init_onnx(self):
-        import onnxruntime as ort
+        from ..nn.onnx_session import open_onnx_session
 
         c = self.conf
         path = Path(c["onnx"]) if c["onnx"] else self.weights_path.with_suffix(".onnx")
-        if not path.is_file():
-            raise FileNotFoundError(f"FeatLoc ONNX model not found: {path}. Export it with the training command "
-                                    f"({TRAIN_COMMAND}) or featloc_ros.nn.export_onnx")
-        opts = ort.SessionOptions()
-        if c["num_threads"]:
-            opts.intra_op_num_threads = int(c["num_threads"])
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = open_onnx_session(path, c["num_threads"], "FeatLoc", f"Export it with the training command "
+                                         f"({TRAIN_COMMAND}) or featloc_ros.nn.export_onnx")
         meta = self.session.get_modelmeta().custom_metadata_map
         self.onnx_meta = meta
         baked_k, baked_r = int(meta["featloc.max_keypoints"]), int(meta["featloc.nms_radius"])

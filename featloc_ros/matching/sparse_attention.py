@@ -60,16 +60,11 @@ class SparseAttentionMatcher(Matcher):
             net.load_state_dict(torch.load(self.weights_path, map_location="cpu", weights_only=True), strict=True)
             self.net = net.eval()
         else:
-            import onnxruntime as ort
+            from ..nn.onnx_session import open_onnx_session
 
-            path = Path(self.weights_path).with_suffix(".onnx")
-            if not path.is_file():
-                raise FileNotFoundError(f"SparseAttentionMatcher: ONNX model not found: {path}. Export it with "
-                                        f"the training command ({TRAIN_COMMAND})")
-            opts = ort.SessionOptions()
-            if c["num_threads"]:
-                opts.intra_op_num_threads = int(c["num_threads"])
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self.session = open_onnx_session(Path(self.weights_path).with_suffix(".onnx"), c["num_threads"],
+                                             "SparseAttentionMatcher",
+                                             f"Export it with the training command ({TRAIN_COMMAND})")
 
     @property
     def descriptor_dim(self) -> int:

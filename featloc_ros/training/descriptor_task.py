@@ -21,6 +21,7 @@ DEFAULT_EXPORT_CONF = {
 class DescriptorTask:
     name = "descriptors"
     model_class = FeatLocNet
+    save_architecture = staticmethod(save_architecture)  # weights file -> its architecture file
     sections = {"data": DEFAULT_DATA_CONF, "loss": DEFAULT_LOSS_CONF, "export": DEFAULT_EXPORT_CONF}
     panels = [("total", ["total"]), ("descriptor (HardNet)", [f"desc_{k}" for k in KINDS]),
               ("variant triplet", [f"var_{k}" for k in KINDS]), ("meta (selected distance)", ["meta"]),
@@ -57,10 +58,6 @@ class DescriptorTask:
         desc = sum(logs[k] for k in logs if k.startswith("desc_")) / len(KINDS)
         return (f"desc {desc:.3f} meta {logs['meta']:.3f} rep {logs['repeatability']:.3f} "
                 f"acc_sel {logs['acc_selected']:.2f}")
-
-    @staticmethod
-    def save_architecture(weights, model_conf: dict):
-        save_architecture(weights, model_conf)
 
     @staticmethod
     def export_onnx(model: FeatLocNet, path, ec: dict) -> dict:

@@ -32,6 +32,7 @@ def match_quality(matches0, gt0) -> tuple[float, float]:
 class MatcherTask:
     name = "matcher"
     model_class = SparseMatcher
+    save_architecture = staticmethod(save_architecture)  # weights file -> its architecture file
     sections = {"data": DEFAULT_MATCHER_DATA_CONF, "loss": DEFAULT_MATCHER_LOSS_CONF,
                 "export": DEFAULT_MATCHER_EXPORT_CONF}
     panels = [("total", ["total"]), ("assignment NLL", ["nll", "matched", "unmatched"]),
@@ -77,10 +78,6 @@ class MatcherTask:
     def progress(logs: dict) -> str:
         return (f"nll {logs['nll']:.3f} P/R {logs['precision']:.2f}/{logs['recall']:.2f} "
                 f"(MNN {logs['nn_precision']:.2f}/{logs['nn_recall']:.2f})")
-
-    @staticmethod
-    def save_architecture(weights, model_conf: dict):
-        save_architecture(weights, model_conf)
 
     @staticmethod
     def export_onnx(model: SparseMatcher, path, ec: dict) -> dict:
