@@ -56,7 +56,7 @@ class SparseAttentionMatcher(Matcher):
 
             if c["num_threads"]:
                 torch.set_num_threads(int(c["num_threads"]))
-            net = SparseMatcher(arch)
+            net = SparseMatcher({**arch, "filter_threshold": float(c["filter_threshold"])})
             net.load_state_dict(torch.load(self.weights_path, map_location="cpu", weights_only=True), strict=True)
             self.net = net.eval()
         else:
@@ -97,14 +97,12 @@ class SparseAttentionMatcher(Matcher):
         if self.conf["backend"] == "torch":
             import torch
 
-            from ..nn.sparse_matcher import mutual_matches
-
             t = torch.from_numpy
-            with torch.inference_mode():
+            with torch.inference_mode():  # the net applies this matcher's threshold (set at construction)
                 out = self.net({"keypoints0": t(k0), "keypoints1": t(k1), "image_size0": t(size0),
                                 "image_size1": t(size1), "local0": t(l0), "local1": t(l1), "meta0": t(m0),
                                 "meta1": t(m1)})
-                matches, scores = (x[0].numpy() for x in mutual_matches(out["log_assignment"], float(thr[0])))
+                matches, scores = out["matches0"][0].numpy(), out["matching_scores0"][0].numpy()
         else:
             names = ("keypoints0", "keypoints1", "image_size0", "image_size1", "local0", "local1", "meta0", "meta1",
                      "filter_threshold")
