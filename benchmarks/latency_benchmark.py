@@ -244,8 +244,8 @@ def main(argv=None) -> int:
           "(no tracking prior) against a 60-keyframe map of the demo room. Peers: extraction per image and "
           "matching per image pair (their matcher), PyTorch on the CPU in their own venv. The learned FeatLoc "
           "pipeline (invariance-selected descriptors, invariance-selected mutual NN) runs with its PyTorch and "
-          "ONNX Runtime backends (CPU); its ONNX graph always computes k = 2048 keypoints and keeps the best "
-          "512 / 1024.\n",
+          "ONNX Runtime backends (CPU); the keypoint count k is an input of its ONNX graph (the descriptor "
+          "stage describes k keypoints).\n",
           markdown_table(["method (backend)", "keypoints", *STAGES, "localized", "peak RSS (MB)"], rows)]
     if pair_rows:
         md += ["\n## Matching one image pair (ms, median / p90)\n",

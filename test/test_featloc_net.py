@@ -158,7 +158,7 @@ def shipped_like(tmp_path_factory):
     torch.save(net.state_dict(), d / "featloc_test.pt")
     result = None
     if _onnx_available() is None:
-        result = export_onnx(net, d / "featloc_test.onnx", max_keypoints=128, nms_radius=2, detection_threshold=0.0,
+        result = export_onnx(net, d / "featloc_test.onnx", nms_radius=2, detection_threshold=0.0,
                              verify_size=(64, 96))
     return {"dir": d, "weights": d / "featloc_test.pt", "onnx": result}
 
@@ -262,6 +262,40 @@ def test_extractor_onnxruntime_backend_matches_torch(shipped_like):
     assert len(pairs) >= 0.9 * len(ft)  # near-equal scores may be ranked differently at the k-th place
     i, j = np.array(pairs).T
     np.testing.assert_allclose(ft.descriptors[i], fo.descriptors[j], atol=1e-4)
+
+
+def test_onnx_keypoint_count_is_a_graph_input(shipped_like, tmp_path):
+    """One graph serves every max_keypoints: k rows out, the k best of a larger k (no fixed k to slice)."""
+    reason = _onnx_available()
+    if reason:
+        pytest.skip(reason)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(shipped_like["dir"] / "featloc_test.onnx"), providers=["CPUExecutionProvider"])
+    x = (cv2.cvtColor(_image(80, 112, seed=7), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255)[None, None]
+    names = [o.name for o in sess.get_outputs()]
+    out = {k: dict(zip(names, sess.run(None, {"image": x, "max_keypoints": np.array(k, np.int64)}))) for k in (20, 90)}
+    for k, o in out.items():
+        assert o["keypoints"].shape == (1, k, 2) and o["desc_ri_ii"].shape == (1, k, 64) and o["meta"].shape[2] == k
+    np.testing.assert_allclose(out[20]["scores"], out[90]["scores"][:, :20], atol=1e-6)
+    np.testing.assert_allclose(out[20]["desc_rv_iv"], out[90]["desc_rv_iv"][:, :20], atol=1e-5)
+    # an extractor given a graph without the input (an older fixed-k export) says what to do
+    import onnx
+    from onnx import helper
+
+    fixed = helper.make_model(helper.make_graph([helper.make_node("Identity", ["image"], ["keypoints"])], "g",
+                                                [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, None)],
+                                                [helper.make_tensor_value_info("keypoints", onnx.TensorProto.FLOAT, None)]))
+    for key, value in {"featloc.nms_radius": "2", "featloc.descriptor_dim": "64", "featloc.meta_dim": "16"}.items():
+        entry = fixed.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(fixed, tmp_path / "old.onnx")
+    from featloc_ros.features import create_extractor
+
+    with pytest.raises(ValueError, match="export it again") as err:
+        create_extractor({"name": "featloc", "weights": str(shipped_like["weights"]), "backend": "onnxruntime",
+                          "onnx": str(tmp_path / "old.onnx")})
+    assert "old.onnx" in str(err.value)
 
 
 def test_extractor_missing_weights_message(tmp_path):
@@ -434,7 +468,7 @@ def test_steered_model_exports_to_onnx(tmp_path):
     reason = _onnx_available()
     if reason:
         pytest.skip(reason)
-    res = export_onnx(_net(**STEERED), tmp_path / "steered.onnx", max_keypoints=64, nms_radius=2,
+    res = export_onnx(_net(**STEERED), tmp_path / "steered.onnx", nms_radius=2,
                       detection_threshold=0.0, verify_size=(64, 96))
     assert res["common_keypoints"] > 0.95 and res["max_abs_diff"] < 1e-3, res
 
@@ -484,7 +518,7 @@ def test_full_resolution_detector_head_exports_to_onnx(tmp_path):
     reason = _onnx_available()
     if reason:
         pytest.skip(reason)
-    res = export_onnx(_net(detector_head="full", **STEERED), tmp_path / "full.onnx", max_keypoints=64, nms_radius=2,
+    res = export_onnx(_net(detector_head="full", **STEERED), tmp_path / "full.onnx", nms_radius=2,
                       detection_threshold=0.0, verify_size=(64, 96))
     assert res["common_keypoints"] > 0.95 and res["max_abs_diff"] < 1e-3, res
     with pytest.raises(ValueError, match="detector_head"):

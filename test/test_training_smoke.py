@@ -183,3 +183,25 @@ def test_detector_head_fine_tunes_alone(tmp_path):
     assert not torch.equal(state["keypoint_head.lat.weight"], init["keypoint_head.lat.weight"])  # copied, then trained
     with pytest.raises(ValueError, match="train.trainable: unknown modules"):
         train(load_config(SMOKE, ["train.trainable=[detector]"]), tmp_path / "bad", log=_quiet)
+
+
+def test_export_onnx_only_rewrites_the_graph_from_the_weights(tmp_path):
+    """``--export-onnx`` (no training): the ONNX model of a config from its weights; a missing weights file is
+    named in the error."""
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    from featloc_ros.nn.featloc_net import FeatLocNet
+    from featloc_ros.training.train import main
+
+    torch.manual_seed(3)
+    torch.save(FeatLocNet().state_dict(), tmp_path / "w.pt")
+    onnx_path = tmp_path / "w.onnx"
+    assert main(["--config", str(SMOKE), f"export.weights={tmp_path / 'w.pt'}", f"export.onnx={onnx_path}",
+                 "--export-onnx"]) == 0
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["image", "max_keypoints"]
+    with pytest.raises(ValueError, match="nope.pt"):
+        main(["--config", str(SMOKE), f"export.weights={tmp_path / 'nope.pt'}", f"export.onnx={onnx_path}",
+              "--export-onnx"])

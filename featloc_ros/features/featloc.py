@@ -120,11 +120,12 @@ class FeatLoc(Extractor):
                                          f"({TRAIN_COMMAND}) or featloc_ros.nn.export_onnx")
         meta = self.session.get_modelmeta().custom_metadata_map
         self.onnx_meta = meta
-        baked_k, baked_r = int(meta["featloc.max_keypoints"]), int(meta["featloc.nms_radius"])
+        if "max_keypoints" not in [i.name for i in self.session.get_inputs()]:
+            raise ValueError(f"FeatLoc: {path} has a fixed keypoint count (an export before the max_keypoints "
+                             f"input); export it again with featloc_ros.nn.export_onnx")
+        baked_r = int(meta["featloc.nms_radius"])
         if baked_r != c["nms_radius"]:
             raise ValueError(f"FeatLoc: {path} was exported with nms_radius={baked_r}, conf asks for {c['nms_radius']}")
-        if c["max_keypoints"] > baked_k:
-            raise ValueError(f"FeatLoc: {path} was exported with max_keypoints={baked_k} < {c['max_keypoints']}")
         self.dims = (int(meta["featloc.descriptor_dim"]), int(meta["featloc.meta_dim"]))
 
     @property
@@ -141,17 +142,14 @@ class FeatLoc(Extractor):
     def _run(self, gray: np.ndarray) -> dict[str, np.ndarray]:
         """(H, W) uint8 -> keypoints (k,2), scores (k,), valid (k,), local (4,k,D), meta (4,k,Dm)."""
         x = (gray.astype(np.float32) / 255.0)[None, None]
+        k = min(self.conf["max_keypoints"], x.shape[2] * x.shape[3])
         if self.conf["backend"] == "torch":
             torch = self._torch
-            self.net.conf["max_keypoints"] = min(self.conf["max_keypoints"], x.shape[2] * x.shape[3])
             with torch.inference_mode():
-                out = self.net({"image": torch.from_numpy(x)})
+                out = self.net({"image": torch.from_numpy(x), "max_keypoints": k})
             return {k: v[0].numpy() for k, v in out.items()}
-        if x.shape[2] * x.shape[3] < int(self.onnx_meta["featloc.max_keypoints"]):
-            raise ValueError(f"FeatLoc (onnxruntime): image {x.shape[3]}x{x.shape[2]} has fewer pixels than the "
-                             f"exported k={self.onnx_meta['featloc.max_keypoints']}")
         names = [o.name for o in self.session.get_outputs()]
-        res = dict(zip(names, self.session.run(None, {"image": x})))
+        res = dict(zip(names, self.session.run(None, {"image": x, "max_keypoints": np.array(k, np.int64)})))
         return {"keypoints": res["keypoints"][0], "scores": res["scores"][0], "valid": res["valid"][0],
                 "local": np.stack([res[f"desc_{k}"][0] for k in KINDS]), "meta": res["meta"][0]}
 

@@ -612,7 +612,8 @@ class FeatLocNet(nn.Module):
         """data["image"] (B,1|3,H,W) float in [0,1] ->
         keypoints (B,k,2) float pixels (x, y); scores (B,k); valid (B,k) bool;
         local (B,4,k,D) L2-normalised per kind (order KINDS); meta (B,4,k,Dm) (norm sqrt(tau)).
-        k = conf max_keypoints (fixed; invalid entries padded, flagged by ``valid``).
+        k = data["max_keypoints"] when given (an int; the ONNX graph's input), else conf max_keypoints (fixed;
+        invalid entries padded, flagged by ``valid``).
         With conf rotation_pooling (4 network passes; PyTorch only): the score map is the mean of the score maps
         of the image turned by 0, 90, 180 and 270 deg (turned back), and each descriptor the normalised mean of
         the descriptors of the same point in the four turned images: exactly invariant to 90-degree turns."""
@@ -626,7 +627,8 @@ class FeatLocNet(nn.Module):
         else:  # one pass, no extra ops in the hot path (or the ONNX graph)
             feats = [self._features(image)]
             scores = torch.sigmoid(feats[0]["logits"])
-        kpts, kscores, valid = detect_keypoints(scores, c["max_keypoints"], c["nms_radius"], c["detection_threshold"],
+        k = data.get("max_keypoints", c["max_keypoints"])
+        kpts, kscores, valid = detect_keypoints(scores, k, c["nms_radius"], c["detection_threshold"],
                                                 c["remove_borders"], c["subpixel_temperature"])
         h, w = image.shape[-2:]
         desc = [self.describe(f, rot90_points(kpts, r, h, w)) for r, f in zip(turns, feats)]
@@ -673,48 +675,52 @@ ONNX_OUTPUTS = ("keypoints", "scores", "valid", *(f"desc_{k}" for k in KINDS), "
 
 
 class _OnnxWrapper(nn.Module):
-    """image (1,1,H,W) -> keypoints (1,k,2), scores (1,k), valid (1,k), desc_<kind> (1,k,D) x4, meta (1,4,k,Dm)."""
+    """image (1,1,H,W), max_keypoints () int64 (1 <= k <= H*W) -> keypoints (1,k,2), scores (1,k), valid (1,k),
+    desc_<kind> (1,k,D) x4, meta (1,4,k,Dm): the cost of the descriptor stage follows the k asked for."""
 
     def __init__(self, model: FeatLocNet):
         super().__init__()
         self.model = model
 
-    def forward(self, image: torch.Tensor):
-        out = self.model({"image": image})
+    def forward(self, image: torch.Tensor, max_keypoints: torch.Tensor):
+        k = max_keypoints.item()
+        torch._check(k >= 1)
+        torch._check(k <= image.shape[2] * image.shape[3])
+        out = self.model({"image": image, "max_keypoints": k})
         local = out["local"]
         return (out["keypoints"], out["scores"], out["valid"], *(local[:, i] for i in range(len(KINDS))),
                 out["meta"])
 
 
-def export_onnx(model: FeatLocNet, path, max_keypoints: int | None = None, nms_radius: int | None = None,
-                detection_threshold: float | None = None, opset: int = 18, verify: bool = True,
-                verify_size: tuple[int, int] = (96, 128)) -> dict:
-    """Export image (1,1,H,W) float32 in [0,1] (dynamic H, W) -> ONNX_OUTPUTS with the dynamo exporter
-    (``torch.onnx.export(..., dynamo=True)``), fixed k = max_keypoints (validity mask). The detection
-    settings are baked into the graph and recorded in the model's metadata_props. With ``verify``, runs
-    onnxruntime on a random (verify_size) image and returns {"max_abs_diff": ..., "keypoints_equal": ...}.
-    H*W must be >= k at run time. Needs the ``onnxscript`` package."""
+def export_onnx(model: FeatLocNet, path, nms_radius: int | None = None, detection_threshold: float | None = None,
+                opset: int = 18, verify: bool = True, verify_size: tuple[int, int] = (96, 128),
+                verify_keypoints: int = 64) -> dict:
+    """Export image (1,1,H,W) float32 in [0,1] (dynamic H, W) and max_keypoints () int64 (the k of the top-k:
+    1 <= k <= H*W) -> ONNX_OUTPUTS with the dynamo exporter (``torch.onnx.export(..., dynamo=True)``); k rows
+    per output (validity mask). The detection settings are baked into the graph and recorded in the model's
+    metadata_props. With ``verify``, runs onnxruntime on a random (verify_size) image with ``verify_keypoints``
+    and returns {"max_abs_diff": ..., "keypoints_equal": ...}. Needs the ``onnxscript`` package."""
     import copy
 
     import onnx
 
-    conf = {"max_keypoints": max_keypoints, "nms_radius": nms_radius, "detection_threshold": detection_threshold}
+    conf = {"nms_radius": nms_radius, "detection_threshold": detection_threshold}
     model = copy.deepcopy(model).eval()
     model.conf.update({k: v for k, v in conf.items() if v is not None})
     wrapper = _OnnxWrapper(model).eval()
     h0, w0 = verify_size
     example = torch.rand(1, 1, h0, w0, generator=torch.Generator().manual_seed(0))
-    dyn = {"image": {2: torch.export.Dim("height", min=32, max=8192), 3: torch.export.Dim("width", min=32, max=8192)}}
+    dyn = {"image": {2: torch.export.Dim("height", min=32, max=8192), 3: torch.export.Dim("width", min=32, max=8192)},
+           "max_keypoints": None}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        prog = torch.onnx.export(wrapper, (example,), dynamo=True, opset_version=opset, input_names=["image"],
-                                 output_names=list(ONNX_OUTPUTS), dynamic_shapes=dyn, external_data=False,
-                                 verbose=False)
+        prog = torch.onnx.export(wrapper, (example, torch.tensor(verify_keypoints)), dynamo=True, opset_version=opset,
+                                 input_names=["image", "max_keypoints"], output_names=list(ONNX_OUTPUTS),
+                                 dynamic_shapes=dyn, external_data=False, verbose=False)
     prog.save(str(path))
     proto = onnx.load(str(path))
-    meta = {"featloc.kinds": ",".join(KINDS), "featloc.max_keypoints": str(model.conf["max_keypoints"]),
-            "featloc.nms_radius": str(model.conf["nms_radius"]),
+    meta = {"featloc.kinds": ",".join(KINDS), "featloc.nms_radius": str(model.conf["nms_radius"]),
             "featloc.detection_threshold": str(model.conf["detection_threshold"]),
             "featloc.remove_borders": str(model.conf["remove_borders"]),
             "featloc.descriptor_dim": str(model.conf["descriptor_dim"]),
@@ -725,11 +731,11 @@ def export_onnx(model: FeatLocNet, path, max_keypoints: int | None = None, nms_r
     onnx.save(proto, str(path))
     result = {"path": str(path), "opset": opset}
     if verify:
-        result.update(verify_onnx(wrapper, path, (h0 + 32, w0 - 32)))
+        result.update(verify_onnx(wrapper, path, (h0 + 32, w0 - 32), verify_keypoints))
     return result
 
 
-def verify_onnx(wrapper: nn.Module, path, size: tuple[int, int]) -> dict:
+def verify_onnx(wrapper: nn.Module, path, size: tuple[int, int], k: int) -> dict:
     """Compare onnxruntime with PyTorch on a random (H, W) image (a size other than the export example's,
     to exercise the dynamic shapes). Keypoints are paired by their exact (x, y) position first: near-equal
     scores may be ordered differently by the two top-k implementations, so row-wise comparison would report
@@ -740,11 +746,11 @@ def verify_onnx(wrapper: nn.Module, path, size: tuple[int, int]) -> dict:
 
     image = torch.rand(1, 1, *size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        ref = [t.numpy() for t in wrapper(image)]
+        ref = [t.numpy() for t in wrapper(image, torch.tensor(k))]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"image": image.numpy()})
+    got = sess.run(None, {"image": image.numpy(), "max_keypoints": np.array(k, np.int64)})
     out_names = [o.name for o in sess.get_outputs()]
     got = [got[out_names.index(name)] for name in ONNX_OUTPUTS]
     valid_ref, valid_got = ref[2][0].astype(bool), got[2][0].astype(bool)

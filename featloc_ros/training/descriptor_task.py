@@ -11,7 +11,6 @@ DEFAULT_EXPORT_CONF = {
     "weights": None,  # state dict; relative paths are relative to the repository root; None: <out>/model.pt
     "onnx": None,  # ONNX model (None: no ONNX export)
     "summary": None,  # a copy of summary.json (e.g. next to the weights, for the model card)
-    "onnx_max_keypoints": 4096,  # fixed k of the ONNX graph (the extractor keeps its own max_keypoints <= k)
     "onnx_nms_radius": 2,
     "onnx_detection_threshold": 0.0,  # valid = survived NMS and borders; the extractor applies its threshold
     "onnx_opset": 18,
@@ -61,5 +60,5 @@ class DescriptorTask:
 
     @staticmethod
     def export_onnx(model: FeatLocNet, path, ec: dict) -> dict:
-        return export_onnx(model, path, max_keypoints=ec["onnx_max_keypoints"], nms_radius=ec["onnx_nms_radius"],
+        return export_onnx(model, path, nms_radius=ec["onnx_nms_radius"],
                            detection_threshold=ec["onnx_detection_threshold"], opset=ec["onnx_opset"])

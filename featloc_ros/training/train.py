@@ -2,6 +2,10 @@
 
     python -m featloc_ros.training.train --config featloc_ros/training/configs/featloc_v4.yaml \\
         [--out runs/featloc_v4] [--resume] [train.steps=100 data.crop_size=128 ...]
+    python -m featloc_ros.training.train --config featloc_ros/training/configs/featloc_v4.yaml --export-onnx
+
+``--export-onnx`` trains nothing: it writes the ONNX model of the config's ``export.onnx`` again from its
+``export.weights`` (after a change of the export, e.g. the keypoint count becoming a graph input).
 
 The config's ``task`` picks what is trained: ``descriptors`` (FeatLocNet; training.descriptor_task, the
 default) or ``matcher`` (SparseMatcher on frozen FeatLoc features; training.matcher_task). A task supplies the
@@ -386,15 +390,36 @@ def export(task, model, conf: dict, out_dir: Path, say=print) -> dict:
     return result
 
 
+def export_onnx_only(conf: dict, say=print) -> dict:
+    """Re-export the ONNX model of a config from its trained weights (``export.weights``, ``export.onnx``)."""
+    import torch
+
+    conf = full_config(conf)
+    task, ec = get_task(conf), conf["export"]
+    weights, onnx_path = resolve_path(ec["weights"]), resolve_path(ec["onnx"])
+    if weights is None or onnx_path is None or not weights.is_file():
+        raise ValueError(f"--export-onnx needs export.weights (an existing file, got {ec['weights']!r}) and "
+                         f"export.onnx (got {ec['onnx']!r}) in the config")
+    model = task.model_class(conf["model"])
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    res = task.export_onnx(model.eval(), onnx_path, ec)
+    say(f"[featloc] onnx -> {onnx_path} (from {weights}; onnxruntime vs torch max abs diff {res['max_abs_diff']:.2e})")
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="training YAML (featloc_ros/training/configs/*.yaml)")
     p.add_argument("--out", default=None, help="output directory (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt if present")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (schedule unchanged)")
+    p.add_argument("--export-onnx", action="store_true", help="no training: write export.onnx from export.weights")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100")
     args = p.parse_args(argv)
     conf = load_config(args.config, args.overrides)
+    if args.export_onnx:
+        print(json.dumps(export_onnx_only(conf), indent=2))
+        return 0
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     summary = train(conf, out, resume=args.resume, max_steps=args.max_steps)
     print(json.dumps({k: summary[k] for k in ("steps", "completed", "final_losses", "train_time_s")}, indent=2))
