@@ -196,3 +196,8 @@ def test_similarity_on_mined_pairs_equals_the_dense_similarity():
     idx = torch.randint(0, 50, (2, 60, 7))
     at = selected_similarity_at(*kind_similarities(d["local0"], d["local1"], d["meta0"], d["meta1"]), idx)
     torch.testing.assert_close(at, torch.gather(dense, 2, idx), rtol=1e-5, atol=1e-5)
+    # image 1 -> image 0 from the same (B,S,N,M) matrices (the index is transposed, not the matrices)
+    idx10 = torch.randint(0, 60, (2, 50, 5))
+    back = selected_similarity_at(*kind_similarities(d["local0"], d["local1"], d["meta0"], d["meta1"]), idx10,
+                                  reverse=True)
+    torch.testing.assert_close(back, torch.gather(dense.transpose(1, 2), 2, idx10), rtol=1e-5, atol=1e-5)

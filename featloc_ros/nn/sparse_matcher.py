@@ -68,10 +68,16 @@ def selected_similarity(local0: torch.Tensor, local1: torch.Tensor, meta0: torch
     return selected_from_kinds(*kind_similarities(local0, local1, meta0, meta1))
 
 
-def selected_similarity_at(cos: torch.Tensor, meta_dot: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+def selected_similarity_at(cos: torch.Tensor, meta_dot: torch.Tensor, idx: torch.Tensor, reverse: bool = False
+                           ) -> torch.Tensor:
     """The similarity of each keypoint of image 0 with its K candidates idx (B,N,K) only, from the per-kind
-    matrices (B,S,N,M) of ``kind_similarities``: -> (B,N,K) (element-wise work on N K S entries, not N M S)."""
+    matrices (B,S,N,M) of ``kind_similarities``: -> (B,N,K) (element-wise work on N K S entries, not N M S).
+    reverse: the same for the keypoints of image 1, idx (B,M,K) indices in image 0 -> (B,M,K), read from the
+    same matrices (the small index is transposed, not the N x M matrices)."""
     s = cos.shape[1]
+    if reverse:
+        at = idx.transpose(1, 2)[:, None].expand(-1, s, -1, -1)  # (B,S,K,M)
+        return selected_from_kinds(torch.gather(cos, 2, at), torch.gather(meta_dot, 2, at)).transpose(1, 2)
     at = idx[:, None].expand(-1, s, -1, -1)
     return selected_from_kinds(torch.gather(cos, 3, at), torch.gather(meta_dot, 3, at))
 
@@ -84,15 +90,21 @@ def gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.reshape(b * m, c).index_select(0, (idx + offset).reshape(-1)).reshape(b, n, k, c)
 
 
-def knn_by_position(kpts: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
-    """(B,N,2), (B,N) bool -> (B,N,K) indices of the K nearest valid keypoints (itself included)."""
-    d = torch.cdist(kpts, kpts) + (~valid)[:, None, :].to(kpts.dtype) * 1e6
+def knn_by_position(kpts: torch.Tensor, valid: torch.Tensor | None, k: int) -> torch.Tensor:
+    """(B,N,2), (B,N) bool or None (all valid) -> (B,N,K) indices of the K nearest valid keypoints (itself
+    included)."""
+    d = torch.cdist(kpts, kpts)
+    if valid is not None:
+        d = d + (~valid)[:, None, :].to(kpts.dtype) * 1e6
     return torch.topk(d, k, dim=-1, largest=False).indices
 
 
-def top_k_similar(sim: torch.Tensor, valid1: torch.Tensor, k: int) -> torch.Tensor:
-    """(B,N,M) similarity, (B,M) bool -> (B,N,K) indices of the K most similar valid keypoints of the other image."""
-    return torch.topk(sim + (~valid1)[:, None, :].to(sim.dtype) * NEG, k, dim=-1).indices
+def top_k_similar(sim: torch.Tensor, valid1: torch.Tensor | None, k: int) -> torch.Tensor:
+    """(B,N,M) similarity, (B,M) bool or None (all valid) -> (B,N,K) indices of the K most similar valid
+    keypoints of the other image."""
+    if valid1 is not None:
+        sim = sim + (~valid1)[:, None, :].to(sim.dtype) * NEG
+    return torch.topk(sim, k, dim=-1).indices
 
 
 def mlp(dims: list[int]) -> nn.Sequential:
@@ -274,10 +286,10 @@ class SparseMatcher(nn.Module):
         sparse = c["attention"] == "sparse"
         cos, meta_dot = kind_similarities(l0, l1, m0, m1)  # (B,S,N,M) each
         if sparse:  # candidates by the cosine of the mining kind; the selected similarity on mined pairs only
-            self0 = knn_by_position(kn0, valid0, c["k_self"])
-            self1 = knn_by_position(kn1, valid1, c["k_self"])
+            mask0, mask1 = (valid0, valid1) if padded else (None, None)  # no masking work without padding
+            self0 = knn_by_position(kn0, mask0, c["k_self"])
+            self1 = knn_by_position(kn1, mask1, c["k_self"])
             proxy = cos[:, c["mining_kind"]]  # (B,N,M)
-            cos_t, meta_dot_t = cos.transpose(2, 3), meta_dot.transpose(2, 3)
         else:
             self0 = self1 = None
             sim01 = selected_from_kinds(cos, meta_dot)  # (B,N,M)
@@ -290,11 +302,11 @@ class SparseMatcher(nn.Module):
             z1s.append(z1)
             if sparse and i % c["mine_every"] == 0:  # mine on the input descriptors, then on the current features
                 mining = proxy if i == 0 else x0 @ x1.transpose(1, 2)
-                cross01 = top_k_similar(mining, valid1, c["k_cross"])
-                cross10 = top_k_similar(mining.transpose(1, 2), valid0, c["k_cross"])
+                cross01 = top_k_similar(mining, mask1, c["k_cross"])
+                cross10 = top_k_similar(mining.transpose(1, 2), mask0, c["k_cross"])
                 if self.sim_scale is not None:
                     sim01 = selected_similarity_at(cos, meta_dot, cross01)
-                    sim10 = selected_similarity_at(cos_t, meta_dot_t, cross10)
+                    sim10 = selected_similarity_at(cos, meta_dot, cross10, reverse=True)
                 else:
                     sim01 = sim10 = None
             y0, _ = self.cross_attn[i](x0, x1, cross01 if sparse else None, self._cross_bias(i, sim01), valid1)
