@@ -98,13 +98,14 @@ class _Deck:
     sizes it does not run out).
     """
 
-    def __init__(self, sources: tuple[str, ...], rng: np.random.Generator,
+    def __init__(self, sources: tuple[str, ...] | dict[str, np.ndarray], rng: np.random.Generator,
                  min_corners: int = 0):
+        # sources: names of scikit-image samples, or {name: float32 RGB image in [0, 255]}
+        self.images = dict(sources) if isinstance(sources, dict) else {n: _source_image(n) for n in sources}
         self._rng = rng
         self._cards = []
         orb = cv2.ORB_create(nfeatures=500) if min_corners > 0 else None
-        for name in sources:
-            img = _source_image(name)
+        for name, img in self.images.items():
             h, w = img.shape[:2]
             k = max(1, min(int(round(min(h, w) / 170.0)), _MAX_GRID.get(name, 99)))
             side = min(h, w) // k
@@ -148,7 +149,7 @@ def _mosaic_texture(width_m: float, height_m: float, deck: _Deck,
     for r in range(nrow):
         for c in range(ncol):
             name, y0, x0, side, flip = deck.draw()
-            crop = _source_image(name)[y0:y0 + side, x0:x0 + side]
+            crop = deck.images[name][y0:y0 + side, x0:x0 + side]
             if flip:
                 crop = crop[:, ::-1]
             interp = cv2.INTER_AREA if side > cell_px else cv2.INTER_LINEAR
@@ -214,13 +215,17 @@ class DemoScene:
         texture resolution in pixels per metre.
     seed:
         seed of the texture mosaic layout (the scene itself is fixed).
+    texture_images:
+        RGB uint8 images to texture the room with instead of the scikit-image samples (e.g. photos of the
+        training corpus: the matcher training renders non-planar pairs that share no texture with the demo).
     """
 
     # Lighting parameters (map frame).
     DAY_LIGHT_DIR = np.array([0.45, 0.3, 0.84]) / np.linalg.norm([0.45, 0.3, 0.84])
     NIGHT_LAMP_POS = np.array([-1.8, 1.2, 2.6])
 
-    def __init__(self, texture_ppm: float = 200.0, seed: int = 0):
+    def __init__(self, texture_ppm: float = 200.0, seed: int = 0,
+                 texture_images: list[np.ndarray] | None = None):
         self.room_min = ROOM_MIN.copy()
         self.room_max = ROOM_MAX.copy()
         self.box_names = [b[0] for b in BOXES]
@@ -252,8 +257,17 @@ class DemoScene:
                     kinds.append("hidden" if hidden else "box")
         self.faces = faces
 
-        floor_deck = _Deck(_FLOOR_SOURCES, rng)
-        general_deck = _Deck(_GENERAL_SOURCES, rng, min_corners=_MIN_REGION_CORNERS)
+        if texture_images is not None:
+            if not len(texture_images):
+                raise ValueError("DemoScene: texture_images is empty")
+            given = {f"image{i}": np.asarray(im, np.float32)[:, :, :3] for i, im in enumerate(texture_images)}
+            floor_sources, general_sources = given, given
+        else:
+            floor_sources, general_sources = _FLOOR_SOURCES, _GENERAL_SOURCES
+        floor_deck = _Deck(floor_sources, rng)
+        general_deck = _Deck(general_sources, rng, min_corners=_MIN_REGION_CORNERS)
+        if not len(general_deck):
+            raise ValueError(f"DemoScene: no texture region has {_MIN_REGION_CORNERS} corners")
         textures = []
         for f, kind in zip(faces, kinds):
             if kind == "hidden":  # box bottoms / tops touching the ceiling

@@ -1,5 +1,5 @@
 """Training task ``matcher``: SparseMatcher (featloc_ros.nn.sparse_matcher) on frozen FeatLoc features of the
-homographic pairs of ``matcher_data.MatcherPairs``; loss = assignment NLL (with unmatched terms) + matchability
+homographic (and, with data.rendered_fraction > 0, rendered non-planar) pairs of ``matcher_data.MatcherPairs``; loss = assignment NLL (with unmatched terms) + matchability
 supervision. Logs the precision and recall of the predicted matches, and of mutual nearest neighbours of the
 invariance-selected similarity on the same keypoints (the baseline the matcher must beat)."""
 
