@@ -1,8 +1,8 @@
 """Ablation of the sparse-attention matcher (featloc_ros.nn.sparse_matcher): time per image pair of each
 architecture variant (dense vs sparse attention; without the descriptor-similarity term, the relative-position
-term, the matchability reweighting), PyTorch, 2 threads, FeatLoc features of real image pairs; and the accuracy
-of each variant trained with the same budget (featloc_ros/training/configs/matcher_ablation.yaml: the matcher_v1
-set-up with 1000 instead of 3000 steps, same seed and data) on the homography sets of homography_benchmark.py
+term, the matchability reweighting; a smaller model), PyTorch, 2 threads, FeatLoc features of real image pairs;
+and the accuracy of each variant trained with the same budget (featloc_ros/training/configs/matcher_ablation.yaml:
+the matcher_v1 set-up with 1000 instead of 3000 steps, same seed and data) on the homography sets of homography_benchmark.py
 (1024 keypoints; features extracted once per pair and shared by every matcher).
 
     python benchmarks/matcher_ablation.py [--train] [--keypoints 512 1024 2048] [--runs 10] [--quick]
@@ -28,6 +28,7 @@ VARIANTS = {  # name: (weights slug, SparseMatcher overrides of the shipped arch
     "sparse, no descriptor-similarity term": ("no_similarity", {"similarity_bias": False}),
     "sparse, no relative-position term": ("no_position", {"position_bias": False}),
     "sparse, no matchability reweighting": ("no_matchability", {"matchability": False}),
+    "sparse, smaller: 3 layers, k = 8": ("small", {"layers": 3, "k_self": 8, "k_cross": 8}),  # speed
 }
 ABLATION_CONFIG = "featloc_ros/training/configs/matcher_ablation.yaml"
 ACCURACY_KEYPOINTS = 1024
@@ -49,7 +50,8 @@ def train_missing_variants() -> None:
             continue
         print(f"training {name} -> {weights}", flush=True)
         overrides = [f"model.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in override.items()]
-        overrides += [f"export.weights={weights}", f"export.summary={weights.with_name(weights.stem + '_training.json')}"]
+        summary = weights.with_name(weights.stem + "_training.json")
+        overrides += [f"export.weights={weights}", f"export.summary={summary}"]
         train(load_config(REPO_ROOT / ABLATION_CONFIG, overrides), REPO_ROOT / "runs" / f"matcher_ablation_{slug}",
               resume=True)
 
@@ -176,7 +178,8 @@ def main(argv=None) -> int:
     acc, trained = accuracy(args.quick)
     md = ["# Sparse-attention matcher: ablation\n",
           f"Time per image pair (ms, median / p90 of {args.runs} runs after 2 warm-up runs), PyTorch, 2 threads, "
-          f"FeatLoc v4 features of {source}; each variant is the shipped architecture with one change. Timing "
+          f"FeatLoc v4 features of {source}; each variant is the shipped architecture with the change its name "
+          "says. Timing "
           "does not depend on the weights.\n",
           markdown_table(["variant", "keypoints (image 0 / 1)", "parameters", "time per pair"], rows)]
     if acc:

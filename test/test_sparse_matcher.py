@@ -201,3 +201,12 @@ def test_similarity_on_mined_pairs_equals_the_dense_similarity():
     back = selected_similarity_at(*kind_similarities(d["local0"], d["local1"], d["meta0"], d["meta1"]), idx10,
                                   reverse=True)
     torch.testing.assert_close(back, torch.gather(dense.transpose(1, 2), 2, idx10), rtol=1e-5, atol=1e-5)
+
+
+def test_registry_weights_by_shipped_file_name():
+    """A bare file name in ``weights`` is looked up among the shipped models (not relative to the working
+    directory); a missing one is named in the error."""
+    from featloc_ros.matching import create_matcher
+
+    with pytest.raises(FileNotFoundError, match="featloc_matcher_v9.pt"):
+        create_matcher({"name": "sparse_attention", "weights": "featloc_matcher_v9.pt"})

@@ -23,6 +23,10 @@ confs: dict[str, dict] = {
     "featloc_sparse": {"name": "sparse_attention", "backend": "torch"},
     "featloc_sparse_onnx": {"name": "sparse_attention", "backend": "onnxruntime"},
     "featloc_sparse_as_dense": {"name": "sparse_attention", "model": {"attention": "dense"}},  # ablation
+    # v1 fine-tuned with non-planar rendered pairs (models/featloc_matcher_v2.pt; matcher_v2.yaml)
+    "featloc_sparse_v2": {"name": "sparse_attention", "weights": "featloc_matcher_v2.pt"},
+    "featloc_sparse_v2_onnx": {"name": "sparse_attention", "weights": "featloc_matcher_v2.pt",
+                               "backend": "onnxruntime"},
 }
 
 

@@ -24,7 +24,7 @@ TRAIN_COMMAND = "python -m featloc_ros.training.train --config featloc_ros/train
 
 class SparseAttentionMatcher(Matcher):
     default_conf = {
-        "weights": None,  # None: the shipped models/featloc_matcher_v1.pt
+        "weights": None,  # None: the shipped models/featloc_matcher_v1.pt; a bare file name: that shipped model
         "backend": "torch",  # "torch" | "onnxruntime" (the .onnx next to the weights)
         "filter_threshold": 0.1,  # match confidence threshold
         "num_threads": 0,  # >0: torch / onnxruntime intra-op threads
@@ -40,7 +40,11 @@ class SparseAttentionMatcher(Matcher):
         c = self.conf
         if c["backend"] not in ("torch", "onnxruntime"):
             raise ValueError(f"SparseAttentionMatcher: backend must be 'torch' or 'onnxruntime', got {c['backend']!r}")
-        self.weights_path = resolve_model_file(c["weights"], DEFAULT_WEIGHTS)
+        w = c["weights"]
+        if w and Path(w).name == w and not Path(w).is_file():  # a bare file name: a shipped model (models/)
+            self.weights_path = resolve_model_file(None, w)
+        else:
+            self.weights_path = resolve_model_file(w, DEFAULT_WEIGHTS)
         from ..nn.sparse_matcher import SparseMatcher, load_architecture
 
         if c["model"] and c["backend"] != "torch":
