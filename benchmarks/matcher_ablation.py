@@ -2,8 +2,8 @@
 architecture variant (dense vs sparse attention; without the descriptor-similarity term, the relative-position
 term, the matchability reweighting; a smaller model), PyTorch, 2 threads, FeatLoc features of real image pairs;
 and the accuracy of each variant trained with the same budget (featloc_ros/training/configs/matcher_ablation.yaml:
-the matcher_v1 set-up with 1000 instead of 3000 steps, same seed and data) on the homography sets of homography_benchmark.py
-(1024 keypoints; features extracted once per pair and shared by every matcher).
+the matcher_v1 set-up with 1000 instead of 3000 steps, same seed and data) on the homography sets of
+homography_benchmark.py (1024 keypoints; features extracted once per pair and shared by every matcher).
 
     python benchmarks/matcher_ablation.py [--train] [--keypoints 512 1024 2048] [--runs 10] [--quick]
 

@@ -1,7 +1,8 @@
 """Training task ``matcher``: SparseMatcher (featloc_ros.nn.sparse_matcher) on frozen FeatLoc features of the
 homographic (and, with data.rendered_fraction > 0, rendered non-planar) pairs of ``matcher_data.MatcherPairs``;
-loss = assignment NLL (with unmatched terms) + matchability supervision. Logs the precision and recall of the predicted matches, and of mutual nearest neighbours of the
-invariance-selected similarity on the same keypoints (the baseline the matcher must beat)."""
+loss = assignment NLL (with unmatched terms) + matchability supervision. Logs the precision and recall of the
+predicted matches, and of mutual nearest neighbours of the invariance-selected similarity on the same keypoints
+(the baseline the matcher must beat)."""
 
 from __future__ import annotations
 
