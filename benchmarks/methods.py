@@ -108,6 +108,7 @@ OURS = {
     # the learned sparse-attention matcher (models/featloc_matcher_v1.pt) on the same features
     "featloc+sparse": ("featloc", "featloc_sparse"),
     "featloc+sparse_as_dense": ("featloc", "featloc_sparse_as_dense"),
+    "featloc+sparse_v2": ("featloc", "featloc_sparse_v2"),  # v1 fine-tuned with non-planar pairs
 }
 # the matcher against invariance-selected mutual NN (with and without the ratio test) on the same keypoints
 MATCHER_METHODS = ["featloc+sparse", "featloc+sparse_as_dense", "featloc+isnn", "featloc+isnn_ratio",

@@ -38,10 +38,12 @@ DEFAULT_RENDER_CONF = {
 
 
 def project(points: np.ndarray, depth_src: np.ndarray, T_src: np.ndarray, T_dst: np.ndarray, K: np.ndarray,
-            depth_dst: np.ndarray, tolerance: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
+            depth_dst: np.ndarray | None, tolerance: float = 0.03,
+            dst_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pixels (N,2) of the source view -> their pixels (N,2) in the destination view and a visibility mask (N,):
     3D point from the source depth at the nearest pixel, in front of the destination camera, inside its image and
-    not occluded there (|depth_dst at the projection - its depth| < tolerance * depth)."""
+    not occluded there (|depth_dst at the projection - its depth| < tolerance * depth). depth_dst None: no
+    occlusion test (the destination image size is then ``dst_shape``, default the source's)."""
     h, w = depth_src.shape
     ij = np.clip(np.rint(points).astype(np.int64), 0, [w - 1, h - 1])
     z = depth_src[ij[:, 1], ij[:, 0]].astype(np.float64)
@@ -53,8 +55,10 @@ def project(points: np.ndarray, depth_src: np.ndarray, T_src: np.ndarray, T_dst:
     front = (zd > 1e-6) & np.isfinite(z) & (z > 0)
     uv = (K @ Xd.T).T
     p = uv[:, :2] / np.where(front, uv[:, 2], 1.0)[:, None]
-    hd, wd = depth_dst.shape
+    hd, wd = depth_dst.shape if depth_dst is not None else (dst_shape or depth_src.shape)
     inside = front & (p[:, 0] > -0.5) & (p[:, 0] < wd - 0.5) & (p[:, 1] > -0.5) & (p[:, 1] < hd - 0.5)
+    if depth_dst is None:
+        return p.astype(np.float32), inside
     q = np.clip(np.rint(p).astype(np.int64), 0, [wd - 1, hd - 1])
     seen = depth_dst[q[:, 1], q[:, 0]]
     visible = inside & (np.abs(seen - zd) < tolerance * np.maximum(zd, 1e-6))
@@ -104,7 +108,7 @@ class RenderedPairs:
             if scene.clearance(p) > 0.25:
                 break
         else:
-            raise RuntimeError("rendered pairs: no free camera position found")
+            return None, None  # no free position (e.g. A close to a corner): the caller draws another pair
         heading = rng.uniform(-np.pi, np.pi) if yaw is None else yaw + np.deg2rad(rng.uniform(-1, 1) * c["yaw_deg"])
         pitch = np.deg2rad(rng.uniform(-1, 1) * c["pitch_deg"])
         roll = 0.0
@@ -117,19 +121,26 @@ class RenderedPairs:
 
         c = self.conf
         rng = np.random.default_rng([self.seed, 104729, int(index)])
-        scene = self.scene(int(rng.integers(int(c["scenes"]))))
+        room = int(rng.integers(int(c["scenes"])))
+        scene = self.scene(room)
         S = self.size
         K = demo_intrinsics(S, S, float(c["hfov_deg"]))
         g = (np.arange(8) + 0.5) * S / 8
         grid = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
         night = bool(rng.uniform() < c["p_night"])
-        for _ in range(int(c["max_tries"])):
+        tries = 0
+        while True:
+            tries += 1
             T_A, yaw = self._camera(scene, rng)
             T_B, _ = self._camera(scene, rng, T_A[:3, 3], yaw)
+            if T_B is None and tries < 100:
+                continue
+            if T_B is None:
+                raise RuntimeError(f"rendered pairs: no camera pair with free space found in room {room}")
             rgb_A, depth_A = scene.render(T_A, K, S, S)
             # covisibility from A's depth alone (B's depth not rendered yet): in front of B and inside its image
-            _, seen = project(grid, depth_A, T_A, T_B, K, np.full((S, S), np.inf, np.float32), tolerance=np.inf)
-            if seen.mean() >= c["min_covisible"]:
+            _, seen = project(grid, depth_A, T_A, T_B, K, None)
+            if seen.mean() >= c["min_covisible"] or tries >= int(c["max_tries"]):
                 break
         rgb_B, depth_B = scene.render(T_B, K, S, S, lighting="night" if night else "day",
                                       seed=int(rng.integers(1 << 31)))
