@@ -5,6 +5,7 @@ Runtime Python dependencies are pinned in requirements.txt (installed by ``make 
 not repeated in install_requires so that pip never resolves an unpinned (CUDA) torch.
 """
 
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -20,7 +21,8 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz")),
-        ("share/" + package_name + "/models", glob("models/*")),
+        # Shipped weights only: models/ablation/ holds benchmark-only weights and is not installed.
+        ("share/" + package_name + "/models", [f for f in glob("models/*") if os.path.isfile(f)]),
     ],
     install_requires=["setuptools"],
     zip_safe=False,
