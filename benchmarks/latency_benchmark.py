@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     pipelines = {"rootsift+mnn_ratio (OpenCV, numpy, pycolmap)": ("sift", kp_list)}
     if no_learned is None:
         pipelines["featloc+isnn (PyTorch)"] = ("featloc-torch", kp_list)
-        # the ONNX graph computes a fixed k = 2048 (validity mask); fewer keypoints are its best 512 / 1024
+        # the keypoint count k is an input of the ONNX graph
         pipelines["featloc+isnn (ONNX Runtime)"] = ("featloc-onnxruntime", kp_list)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
