@@ -107,7 +107,9 @@ def worker(work: Path, max_keypoints: int, warmup: int, pipeline: str) -> dict:
             "peak_rss_mb": peak_rss_mb()}
 
 
-PAIR_MATCHERS = ("featloc_isnn", "featloc_isnn_ratio", "featloc_sparse", "featloc_sparse_onnx")
+PAIR_MATCHERS = ("featloc_isnn", "featloc_isnn_ratio", "featloc_sparse", "featloc_sparse_onnx", "featloc_sparse_v3",
+                 "featloc_sparse_v3_onnx", "featloc_sparse_v3_exit", "featloc_sparse_small",
+                 "featloc_sparse_small_onnx")
 
 
 def pair_worker(work: Path, max_keypoints: int, warmup: int) -> dict:
@@ -130,14 +132,17 @@ def pair_worker(work: Path, max_keypoints: int, warmup: int) -> dict:
         except FileNotFoundError as e:
             out[name] = {"skipped": str(e).splitlines()[0]}
             continue
-        times, counts = [], []
+        times, counts, layers = [], [], []
         for i, (f0, f1) in enumerate([pairs[0]] * warmup + pairs):
             t0 = cv2.getTickCount()
             m = matcher(f0, f1)
             if i >= warmup:
                 times.append(1e3 * (cv2.getTickCount() - t0) / cv2.getTickFrequency())
                 counts.append(len(m))
+                layers.append(getattr(matcher, "last_layers_run", None))
         out[name] = {"match_ms": times, "matches": counts}
+        if None not in layers:  # layers run per pair (the early exit)
+            out[name]["layers"] = layers
     return out
 
 
@@ -199,7 +204,8 @@ def main(argv=None) -> int:
                 for name, r in json.loads(out.stdout.strip().splitlines()[-1]).items():
                     results.setdefault("matchers", {}).setdefault(name, {})[k] = (
                         r if "skipped" in r else {"match_ms": stats(r["match_ms"]), "runs": len(r["match_ms"]),
-                                                  "matches": float(np.median(r["matches"]))})
+                                                  "matches": float(np.median(r["matches"])),
+                                                  "layers": float(np.mean(r["layers"])) if "layers" in r else None})
         skipped = {}
         if not args.quick and args.peers:
             from peers.client import peer_info, run_peer_pairs
@@ -233,11 +239,11 @@ def main(argv=None) -> int:
         for k, r in by_k.items():
             if "skipped" not in r:
                 pair_rows.append([f"featloc + {name}", k, f"{r['match_ms']['median']:.1f} / {r['match_ms']['p90']:.1f}",
-                                  r["matches"]])
+                                  r["matches"], r.get("layers")])
     for name, by_k in results["peers"].items():
         for k, r in by_k.items():
             pair_rows.append([f"{name} (their matcher, PyTorch)", k,
-                              f"{r['match_ms']['median']:.1f} / {r['match_ms']['p90']:.1f}", None])
+                              f"{r['match_ms']['median']:.1f} / {r['match_ms']['p90']:.1f}", None, None])
     md = ["# Latency per stage (ms, median / p90), 640x480, 2 threads\n",
           f"{args.runs} query frames after {args.warmup} warm-up runs; each configuration in a fresh process "
           "(peak RSS of that process, MB). Ours: full localization from JPEG bytes with retrieval only "
@@ -252,8 +258,10 @@ def main(argv=None) -> int:
                "The peers' pairs (consecutive query frames), 2 threads, each configuration in a fresh process. Ours "
                "on FeatLoc features (ONNX Runtime): invariance-selected mutual NN (`featloc_isnn`, with the ratio "
                "test `featloc_isnn_ratio`) and the sparse-attention matcher (`featloc_sparse` PyTorch, "
-               "`featloc_sparse_onnx` ONNX Runtime); matches = median count per pair.\n",
-               markdown_table(["matcher", "keypoints", "match", "matches"], pair_rows)]
+               "`featloc_sparse_onnx` ONNX Runtime; 4 layers, k = 16; `featloc_sparse_v3[_onnx]`: the v3 weights, "
+               "`featloc_sparse_v3_exit`: the same with the early exit; `featloc_sparse_small[_onnx]`: 3 layers, "
+               "k = 8); matches = median count per pair; layers = mean layers run per pair (PyTorch).\n",
+               markdown_table(["matcher", "keypoints", "match", "matches", "layers"], pair_rows)]
     if no_learned:
         skipped["featloc (learned)"] = no_learned
     skipped["TensorRT"] = ("needs an NVIDIA GPU; this machine has none (the ONNX model it would run is the one "

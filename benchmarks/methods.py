@@ -109,6 +109,9 @@ OURS = {
     "featloc+sparse": ("featloc", "featloc_sparse"),
     "featloc+sparse_as_dense": ("featloc", "featloc_sparse_as_dense"),
     "featloc+sparse_v2": ("featloc", "featloc_sparse_v2"),  # v1 fine-tuned with non-planar pairs
+    "featloc+sparse_small": ("featloc", "featloc_sparse_small"),  # 3 layers, k = 8 (speed)
+    "featloc+sparse_v3": ("featloc", "featloc_sparse_v3"),  # v2 + deep supervision, every layer
+    "featloc+sparse_v3_exit": ("featloc", "featloc_sparse_v3_exit"),  # the same weights with the early exit
 }
 # the matcher against invariance-selected mutual NN (with and without the ratio test) on the same keypoints
 MATCHER_METHODS = ["featloc+sparse", "featloc+sparse_as_dense", "featloc+isnn", "featloc+isnn_ratio",

@@ -85,6 +85,48 @@ def test_every_term_learns_and_the_ablation_switches_remove_them():
         SparseMatcher({"attention": "linear"})
 
 
+def _gt(b=2, n=60, m=50, common=25):
+    gt0 = torch.full((b, n), UNMATCHED)
+    gt0[:, :common] = torch.arange(common)
+    gt1 = torch.full((b, m), UNMATCHED)
+    gt1[:, :common] = torch.arange(common)
+    return gt0, gt1
+
+
+def test_deep_supervision_averages_the_loss_of_every_layer():
+    net = _net(layers=3, deep_supervision=True).train()
+    out = net(_data(b=2))
+    assert len(out["layer_assignments"]) == 2 and out["layers_run"] == 3
+    gt0, gt1 = _gt()
+    losses = assignment_loss(out, gt0, gt1)
+    inter = [float(assignment_loss({"log_assignment": a[0], "log_unmatched0": a[1], "log_unmatched1": a[2]},
+                                   gt0, gt1)["nll"].detach()) for a in out["layer_assignments"]]
+    assert float(losses["nll"].detach()) == pytest.approx((float(losses["final_nll"].detach()) + sum(inter)) / 3,
+                                                          rel=1e-5)
+    assert "layer_assignments" not in net.eval()(_data())  # inference: no intermediate assignments
+    with torch.no_grad():
+        plain = assignment_loss(_net(layers=3).train()(_data(b=2)), gt0, gt1)
+    assert float(plain["nll"]) == pytest.approx(float(plain["final_nll"]))
+
+
+def test_early_exit_stops_when_the_assignment_is_settled_and_needs_deep_supervision():
+    with pytest.raises(ValueError, match="deep_supervision"):
+        SparseMatcher({"early_exit": True})
+    d = _data()
+    full = _net(layers=4, deep_supervision=True)
+    with torch.no_grad():
+        ref = full(d)
+        assert ref["layers_run"] == 4
+        # every keypoint counts as settled: stop at the first check (after exit_min_layers)
+        easy = _net(layers=4, deep_supervision=True, early_exit=True, exit_min_layers=2, exit_confidence=1e-9)(d)
+        assert easy["layers_run"] == 2 and easy["log_assignment"].shape == (1, 60, 50)
+        # nothing is ever settled (P >= 1 is never reached by this untrained net): every layer runs, same output
+        hard = _net(layers=4, deep_supervision=True, early_exit=True, exit_confidence=1.0, exit_ratio=1.0)(d)
+    assert hard["layers_run"] == 4
+    torch.testing.assert_close(hard["log_assignment"], ref["log_assignment"])
+    assert not torch.equal(easy["log_assignment"], ref["log_assignment"])
+
+
 def test_mutual_matches_threshold():
     logp = torch.log(torch.tensor([[[0.8, 0.01], [0.05, 0.06]]]))
     m, s = mutual_matches(logp, 0.1)
@@ -118,6 +160,10 @@ def test_onnx_export_with_dynamic_keypoint_counts(tmp_path):
         pytest.skip(reason)
     res = export_onnx(_net(), tmp_path / "m.onnx")
     assert res["matches"] > 20 and res["same_matches"] == 1.0 and res["max_abs_diff"] < 1e-4, res
+    # with early exit on, the graph runs every layer (data-dependent depth does not export)
+    res = export_onnx(_net(deep_supervision=True, early_exit=True, exit_min_layers=1, exit_confidence=1e-9),
+                      tmp_path / "exit.onnx")
+    assert res["same_matches"] == 1.0 and res["max_abs_diff"] < 1e-4, res
 
 
 def _features(kpts, local, meta, size=(640, 480)):

@@ -27,6 +27,17 @@ confs: dict[str, dict] = {
     "featloc_sparse_v2": {"name": "sparse_attention", "weights": "featloc_matcher_v2.pt"},
     "featloc_sparse_v2_onnx": {"name": "sparse_attention", "weights": "featloc_matcher_v2.pt",
                                "backend": "onnxruntime"},
+    # v2 fine-tuned with deep supervision (models/featloc_matcher_v3.pt; matcher_v3.yaml): every layer, and with
+    # the early exit (PyTorch): stops after 2 or 3 of its 4 layers when the assignment is confident
+    "featloc_sparse_v3": {"name": "sparse_attention", "weights": "featloc_matcher_v3.pt"},
+    "featloc_sparse_v3_onnx": {"name": "sparse_attention", "weights": "featloc_matcher_v3.pt",
+                               "backend": "onnxruntime"},
+    "featloc_sparse_v3_exit": {"name": "sparse_attention", "weights": "featloc_matcher_v3.pt",
+                               "model": {"early_exit": True}},
+    # small and fast: 3 layers, k = 8 (models/featloc_matcher_small_v1.pt; matcher_small_v1.yaml)
+    "featloc_sparse_small": {"name": "sparse_attention", "weights": "featloc_matcher_small_v1.pt"},
+    "featloc_sparse_small_onnx": {"name": "sparse_attention", "weights": "featloc_matcher_small_v1.pt",
+                                  "backend": "onnxruntime"},
 }
 
 

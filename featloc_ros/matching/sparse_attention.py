@@ -29,7 +29,8 @@ class SparseAttentionMatcher(Matcher):
         "filter_threshold": 0.1,  # match confidence threshold
         "num_threads": 0,  # >0: torch / onnxruntime intra-op threads
         "model": {},  # SparseMatcher overrides applied to the weights' architecture (torch backend), e.g.
-        #               {"attention": "dense"}: the same weights with dense attention (ablation)
+        #               {"attention": "dense"}: the same weights with dense attention (ablation);
+        #               {"early_exit": True}: stop early on easy pairs (weights trained with deep_supervision)
         "num_kinds": 4,
         "local_dim": 64,
         "meta_dim": 16,
@@ -55,6 +56,7 @@ class SparseAttentionMatcher(Matcher):
                 raise ValueError(f"SparseAttentionMatcher: {self.weights_path} expects {key}={arch[key]}, "
                                  f"the matcher configuration says {c[key]}")
         self.min_keypoints = max(arch["k_self"], arch["k_cross"]) if arch["attention"] == "sparse" else 1
+        self.last_layers_run: int | None = None  # layers the last PyTorch pass ran (early exit); None with ONNX
         if c["backend"] == "torch":
             import torch
 
@@ -107,6 +109,7 @@ class SparseAttentionMatcher(Matcher):
                                 "image_size1": t(size1), "local0": t(l0), "local1": t(l1), "meta0": t(m0),
                                 "meta1": t(m1)})
                 matches, scores = out["matches0"][0].numpy(), out["matching_scores0"][0].numpy()
+            self.last_layers_run = out["layers_run"]  # < layers when the early exit stopped the pass
         else:
             names = ("keypoints0", "keypoints1", "image_size0", "image_size1", "local0", "local1", "meta0", "meta1",
                      "filter_threshold")

@@ -24,6 +24,14 @@ Assignment (as LightGlue): S_ij = f_i.f_j / sqrt(c); log P_ij = log_softmax_j S 
 + log sigma(z_j) with z the final matchability logits, log P_i,dustbin = log sigma(-z_i). Matches: mutual
 argmax of log P with P > ``filter_threshold``; confidence P_ij.
 
+Early exit (``early_exit``, PyTorch only; needs weights trained with ``deep_supervision``, i.e. with the
+assignment loss after every layer, so that the shared assignment head is meaningful on intermediate features):
+after layer ``exit_min_layers`` and every later one but the last, the intermediate assignment is computed; a
+keypoint is settled when its most likely outcome (its best pair or the dustbin) has P >= ``exit_confidence``;
+when at least ``exit_ratio`` of the keypoints of both images are settled, the remaining layers are skipped and
+that assignment is the output (``layers_run`` says how many layers ran). Easy pairs (consecutive frames, small
+changes) stop early; hard ones run every layer. The ONNX export always runs every layer.
+
 Shapes: B batch, N/M keypoints of image 0/1, S kinds, D local dim, Dm meta dim, C model width, H heads,
 K neighbours. Keypoints are pixels (x, y); they are normalised by the image size (centre, / max side * 2).
 """
@@ -207,6 +215,11 @@ class SparseMatcher(nn.Module):
         "position_bias": True,  # learned function of the relative position on the self-attention logits
         "matchability": True,  # matchability bias on the logits + rescaled values
         "filter_threshold": 0.1,  # match confidence threshold
+        "deep_supervision": False,  # trained with the assignment loss after every layer (needed by early_exit)
+        "early_exit": False,  # stop when the intermediate assignment is confident (PyTorch, inference only)
+        "exit_min_layers": 2,  # first layer count after which the exit is checked
+        "exit_confidence": 0.9,  # a keypoint is settled when its most likely outcome has P >= this
+        "exit_ratio": 0.95,  # share of settled keypoints (in both images) that ends the forward pass
     }
 
     def __init__(self, conf: dict | None = None):
@@ -220,6 +233,9 @@ class SparseMatcher(nn.Module):
         dim, heads = c["dim"], c["heads"]
         if dim % heads or dim % 2:
             raise ValueError(f"SparseMatcher: dim {dim} must be even and divisible by heads {heads}")
+        if c["early_exit"] and not c["deep_supervision"]:
+            raise ValueError("SparseMatcher: early_exit needs weights trained with deep_supervision (the "
+                             "intermediate assignments of other weights are meaningless)")
         in_dim = c["num_kinds"] * (c["local_dim"] + c["meta_dim"])
         self.input_proj = mlp([in_dim, 2 * dim, dim])
         self.posenc = FourierPositionEncoding(dim)
@@ -264,6 +280,15 @@ class SparseMatcher(nn.Module):
                 + F.logsigmoid(z0)[:, :, None] + F.logsigmoid(z1)[:, None, :])
         return logp, F.logsigmoid(-z0), F.logsigmoid(-z1)
 
+    def settled(self, logp: torch.Tensor, un0: torch.Tensor, un1: torch.Tensor) -> bool:
+        """Early-exit test on an assignment (log P (B,N,M), log P unmatched (B,N), (B,M)): at least exit_ratio of
+        the keypoints of each image have a most likely outcome with P >= exit_confidence."""
+        thr = math.log(self.conf["exit_confidence"])
+        best0 = torch.maximum(logp.max(2).values, un0)
+        best1 = torch.maximum(logp.max(1).values, un1)
+        ratio = self.conf["exit_ratio"]
+        return bool(((best0 >= thr).float().mean(1) >= ratio).all() and ((best1 >= thr).float().mean(1) >= ratio).all())
+
     # ------------------------------------------------------------------------------------------------ forward
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """data: keypoints0 (B,N,2), keypoints1 (B,M,2) pixels; image_size0, image_size1 (B,2) (width, height);
@@ -271,7 +296,9 @@ class SparseMatcher(nn.Module):
         valid1 (B,M) bool (padding). Sparse attention needs N, M >= k_self and >= k_cross.
         -> log_assignment (B,N,M), log_unmatched0 (B,N), log_unmatched1 (B,M),
            matches0 (B,N) int64 index in image 1 or -1, matching_scores0 (B,N) confidence (0 if unmatched);
-           with matchability the per-layer matchability logits matchability0 (L,B,N), matchability1 (L,B,M)."""
+           with matchability the per-layer matchability logits matchability0 (L,B,N), matchability1 (L,B,M);
+           layers_run (int); training with deep_supervision: layer_assignments, a list of the L-1 intermediate
+           (log_assignment, log_unmatched0, log_unmatched1)."""
         c = self.conf
         k0, k1 = data["keypoints0"], data["keypoints1"]
         b, n, m = k0.shape[0], k0.shape[1], k1.shape[1]
@@ -294,7 +321,10 @@ class SparseMatcher(nn.Module):
             self0 = self1 = None
             sim01 = selected_from_kinds(cos, meta_dot)  # (B,N,M)
             sim10 = sim01.transpose(1, 2)
-        z0s, z1s = [], []
+        z0s, z1s, layer_assignments = [], [], []
+        deep = c["deep_supervision"] and self.training
+        exit_check = c["early_exit"] and not self.training and not torch.jit.is_tracing()
+        result = None
         for i in range(c["layers"]):
             x0, z0 = self.self_attn[i](x0, x0, self0, self._self_bias(i, kn0, self0), valid0)
             x1, z1 = self.self_attn[i](x1, x1, self1, self._self_bias(i, kn1, self1), valid1)
@@ -312,10 +342,24 @@ class SparseMatcher(nn.Module):
             y0, _ = self.cross_attn[i](x0, x1, cross01 if sparse else None, self._cross_bias(i, sim01), valid1)
             y1, _ = self.cross_attn[i](x1, x0, cross10 if sparse else None, self._cross_bias(i, sim10), valid0)
             x0, x1 = y0, y1
-        logp, un0, un1 = self.assignment(x0, x1, valid0 if padded else None, valid1 if padded else None)
+            if i == c["layers"] - 1:
+                break
+            if deep:
+                layer_assignments.append(self.assignment(x0, x1, valid0 if padded else None,
+                                                         valid1 if padded else None))
+            elif exit_check and i + 1 >= c["exit_min_layers"]:
+                result = self.assignment(x0, x1, valid0 if padded else None, valid1 if padded else None)
+                if self.settled(*result):
+                    break
+                result = None
+        layers_run = i + 1
+        logp, un0, un1 = result if result is not None else self.assignment(
+            x0, x1, valid0 if padded else None, valid1 if padded else None)
         matches0, scores0 = mutual_matches(logp, c["filter_threshold"])
         out = {"log_assignment": logp, "log_unmatched0": un0, "log_unmatched1": un1,
-               "matches0": matches0, "matching_scores0": scores0}
+               "matches0": matches0, "matching_scores0": scores0, "layers_run": layers_run}
+        if deep:
+            out["layer_assignments"] = layer_assignments
         if c["matchability"]:  # per-layer matchability logits (self-attention layers), (L,B,N) and (L,B,M)
             out["matchability0"], out["matchability1"] = torch.stack(z0s), torch.stack(z1s)
         return out
@@ -332,21 +376,35 @@ def mutual_matches(logp: torch.Tensor, threshold: float | None) -> tuple[torch.T
     return torch.where(keep, j, torch.full_like(j, -1)), torch.where(keep, conf, torch.zeros_like(conf))
 
 
+def assignment_nll(logp: torch.Tensor, un0: torch.Tensor, un1: torch.Tensor, gt_matches0: torch.Tensor,
+                   gt_matches1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log P (B,N,M), log P unmatched (B,N), (B,M), ground truth (B,N), (B,M) (index, -1 unmatched, -2 ignored)
+    -> mean -log P of the true pairs (B,), mean -log P of the dustbin for the unmatched keypoints (B,)."""
+    pos0 = gt_matches0 >= 0
+    neg0, neg1 = gt_matches0 == -1, gt_matches1 == -1
+    lp = torch.gather(logp, 2, gt_matches0.clamp(min=0)[..., None])[..., 0]  # (B,N)
+    matched = -(lp * pos0).sum(1) / pos0.sum(1).clamp(min=1)
+    unmatched = -((un0 * neg0).sum(1) + (un1 * neg1).sum(1)) / (neg0.sum(1) + neg1.sum(1)).clamp(min=1)
+    return matched, unmatched
+
+
 def assignment_loss(out: dict[str, torch.Tensor], gt_matches0: torch.Tensor, gt_matches1: torch.Tensor
                     ) -> dict[str, torch.Tensor]:
     """Negative log-likelihood of the ground-truth assignment with unmatched terms (as SuperGlue / LightGlue),
     and matchability supervision of every layer's matchability logits.
     gt_matches0 (B,N): index in image 1, -1 unmatched, -2 ignored (ambiguous or padding); gt_matches1 (B,M) alike.
-    -> {"nll": (matched + unmatched) / 2, "matched": mean -log P of the true pairs, "unmatched": mean -log P of
-        the dustbin for unmatched keypoints, "matchability": mean over layers of the BCE of the layer's
-        matchability logits against 'has a match' (0 without matchability)}."""
+    -> {"nll": (matched + unmatched) / 2 of the final assignment, averaged with every intermediate one when the
+        output has layer_assignments (deep supervision, as LightGlue), "final_nll": that of the final assignment
+        alone, "matched": mean -log P of the true pairs, "unmatched": mean -log P of the dustbin for unmatched
+        keypoints (final assignment), "matchability": mean over layers of the BCE of the layer's matchability
+        logits against 'has a match' (0 without matchability)}."""
     logp = out["log_assignment"]
     pos0, pos1 = gt_matches0 >= 0, gt_matches1 >= 0
     neg0, neg1 = gt_matches0 == -1, gt_matches1 == -1
-    lp = torch.gather(logp, 2, gt_matches0.clamp(min=0)[..., None])[..., 0]  # (B,N)
-    matched = -(lp * pos0).sum(1) / pos0.sum(1).clamp(min=1)
-    unmatched = -((out["log_unmatched0"] * neg0).sum(1) + (out["log_unmatched1"] * neg1).sum(1)) / (
-        neg0.sum(1) + neg1.sum(1)).clamp(min=1)
+    matched, unmatched = assignment_nll(logp, out["log_unmatched0"], out["log_unmatched1"], gt_matches0, gt_matches1)
+    final_nll = (0.5 * (matched + unmatched)).mean()
+    layer_nlls = [final_nll] + [(0.5 * sum(assignment_nll(*a, gt_matches0, gt_matches1))).mean()
+                                for a in out.get("layer_assignments", [])]
     bce = logp.new_zeros(())
     if "matchability0" in out:
         terms = []
@@ -356,8 +414,8 @@ def assignment_loss(out: dict[str, torch.Tensor], gt_matches0: torch.Tensor, gt_
             terms.append(F.binary_cross_entropy_with_logits(z[known], target[known]) if bool(known.any())
                          else z.sum() * 0)
         bce = 0.5 * (terms[0] + terms[1])
-    return {"nll": (0.5 * (matched + unmatched)).mean(), "matched": matched.mean(), "unmatched": unmatched.mean(),
-            "matchability": bce}
+    return {"nll": sum(layer_nlls) / len(layer_nlls), "final_nll": final_nll, "matched": matched.mean(),
+            "unmatched": unmatched.mean(), "matchability": bce}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -418,6 +476,7 @@ def export_onnx(model: SparseMatcher, path, opset: int = 18, verify: bool = True
     import numpy as np
 
     model = copy.deepcopy(model).eval()
+    model.conf = {**model.conf, "early_exit": False}  # data-dependent depth does not export: every layer runs
     wrapper = _OnnxWrapper(model).eval()
     c = model.conf
     kmin = max(c["k_self"], c["k_cross"]) if c["attention"] == "sparse" else 1

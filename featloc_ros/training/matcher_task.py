@@ -36,7 +36,7 @@ class MatcherTask:
     save_architecture = staticmethod(save_architecture)  # weights file -> its architecture file
     sections = {"data": DEFAULT_MATCHER_DATA_CONF, "loss": DEFAULT_MATCHER_LOSS_CONF,
                 "export": DEFAULT_MATCHER_EXPORT_CONF}
-    panels = [("total", ["total"]), ("assignment NLL", ["nll", "matched", "unmatched"]),
+    panels = [("total", ["total"]), ("assignment NLL", ["nll", "final_nll", "matched", "unmatched"]),
               ("matchability BCE", ["matchability"]),
               ("precision", ["precision", "nn_precision"]), ("recall", ["recall", "nn_recall"]),
               ("ground truth", ["gt_match_fraction"])]
@@ -64,7 +64,7 @@ class MatcherTask:
         losses = assignment_loss(out, batch["gt0"], batch["gt1"])
         w = conf["loss"]["weights"]
         total = w["nll"] * losses["nll"] + w["matchability"] * losses["matchability"]
-        logs = {k: float(v) for k, v in losses.items()}
+        logs = {k: float(v.detach()) for k, v in losses.items()}
         with torch.no_grad():
             logs["precision"], logs["recall"] = match_quality(out["matches0"], batch["gt0"])
             sim = selected_similarity(batch["local0"], batch["local1"], batch["meta0"], batch["meta1"])
