@@ -21,7 +21,7 @@ from ..geometry.camera import Camera
 from ..geometry.transforms import invert_transform, make_transform
 from ..matching import confs as matcher_confs
 from ..matching import create_matcher
-from ..retrieval import VLAD, select_columns, train_codebook
+from ..retrieval import VLAD, default_num_clusters, select_columns, train_codebook
 from .keyframes import select_pairs
 from .map_format import VisualMap
 
@@ -74,11 +74,12 @@ def epipolar_inliers(f0: Features, f1: Features, matches: np.ndarray, cam0: Came
 def build_map(keyframes: list[KeyframeInput], out_dir: str | Path, features: str | dict = "rootsift",
               matcher: str | dict = "mnn_ratio", map_frame: str = "map", source: dict | None = None,
               sequential_window: int = 5, num_pose_neighbors: int = 10, min_pair_inliers: int = 15,
-              epipolar_max_error_px: float = 4.0, num_vlad_clusters: int = 32, save_images: bool = True,
+              epipolar_max_error_px: float = 4.0, num_vlad_clusters: int | None = None, save_images: bool = True,
               progress: bool = True, seed: int = 0) -> VisualMap:
     """Build a map from keyframes. With poses for all keyframes, points are triangulated with the
     poses held fixed (the map is in ``map_frame``, same scale as the poses); without poses,
-    pycolmap incremental SfM estimates them (arbitrary frame and scale, see README)."""
+    pycolmap incremental SfM estimates them (arbitrary frame and scale, see README).
+    ``num_vlad_clusters``: retrieval codebook size; None: ``default_num_clusters`` of the retrieval columns."""
     if len(keyframes) < 2:
         raise MapBuildError(f"need at least 2 keyframes to build a map, got {len(keyframes)}")
     out_dir = Path(out_dir)
@@ -207,7 +208,7 @@ def _reconstruct(keyframes, feats, pairs, match, work: Path, image_dir: Path, ha
     return max(models.values(), key=lambda r: r.num_reg_images())
 
 
-def _to_visual_map(rec, keyframes, feats, num_vlad_clusters: int, seed: int,
+def _to_visual_map(rec, keyframes, feats, num_vlad_clusters: int | None, seed: int,
                    columns: tuple[int, int] | None = None) -> VisualMap:
     by_name = {k.name: i for i, k in enumerate(keyframes)}
     point_ids = sorted(rec.points3D.keys())
@@ -231,6 +232,8 @@ def _to_visual_map(rec, keyframes, feats, num_vlad_clusters: int, seed: int,
         poses.append(invert_transform(make_transform(image.cam_from_world().rotation.matrix(),
                                                      image.cam_from_world().translation)))
     all_desc = select_columns(np.concatenate([f.descriptors for f in feats]), columns)
+    if num_vlad_clusters is None:  # global descriptors of VLAD_DIM floats
+        num_vlad_clusters = default_num_clusters(all_desc.shape[1])
     codebook = train_codebook(all_desc, num_vlad_clusters, seed=seed)
     vlad = VLAD(codebook, columns)
     gdesc = np.stack([vlad.describe(feats[ki].descriptors) for ki, _ in kept])

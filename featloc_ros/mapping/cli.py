@@ -34,6 +34,10 @@ def parse_args(argv=None):
     p.add_argument("--min-translation", type=float, default=0.2, help="map units of motion for a new keyframe")
     p.add_argument("--min-rotation", type=float, default=10.0, help="degrees of rotation for a new keyframe")
     p.add_argument("--max-keyframes", type=int, default=0, help="stop after N keyframes (0: no limit)")
+    p.add_argument("--vlad-clusters", type=int, default=None,
+                   help="VLAD codebook size for retrieval (default: 16384 / descriptor width, e.g. 128 for SIFT, 256 "
+                        "for featloc; more clusters retrieve better across lighting, with longer global descriptors; "
+                        "benchmarks/results/retrieval.md)")
     p.add_argument("--out", required=True, help="output map directory")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
@@ -47,7 +51,8 @@ def main(argv=None) -> int:
             args.bag, args.out, args.image_topic, args.camera_info_topic, args.pose_source, args.pose_topic,
             args.map_frame, args.camera_frame, args.pose_body_frame, features=args.features, matcher=args.matcher,
             min_interval_s=args.min_interval, max_interval_s=args.max_interval, min_translation=args.min_translation,
-            min_rotation_deg=args.min_rotation, max_keyframes=args.max_keyframes, progress=not args.quiet)
+            min_rotation_deg=args.min_rotation, max_keyframes=args.max_keyframes, progress=not args.quiet,
+            num_vlad_clusters=args.vlad_clusters)
     except (BagError, MapBuildError, ImageDecodeError, ValueError) as e:
         print(f"featloc_build_map: error: {e}", file=sys.stderr)
         return 2

@@ -1,5 +1,5 @@
 """Global image descriptors for keyframe retrieval (no ROS)."""
 
-from .vlad import VLAD, select_columns, train_codebook
+from .vlad import VLAD, default_num_clusters, select_columns, train_codebook
 
-__all__ = ["VLAD", "select_columns", "train_codebook"]
+__all__ = ["VLAD", "default_num_clusters", "select_columns", "train_codebook"]

@@ -6,19 +6,37 @@ so retrieval works with whatever local features the map was built with.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
-from scipy.cluster.vq import kmeans2
 
 
-def train_codebook(descriptors: np.ndarray, num_clusters: int = 32, max_samples: int = 50000,
-                   seed: int = 0) -> np.ndarray:
-    """k-means codebook (num_clusters, D) float32 from (N, D) descriptors (subsampled, seeded)."""
+VLAD_DIM = 16384  # global descriptor length the default codebook size aims at (64 KB per keyframe)
+
+
+def default_num_clusters(descriptor_dim: int, target_dim: int = VLAD_DIM) -> int:
+    """Codebook size giving global descriptors of ``target_dim`` floats: 256 clusters for 64-d descriptors (the
+    FeatLoc retrieval columns), 128 for 128-d (SIFT). Finer codebooks retrieve day keyframes for night queries far
+    more often (benchmarks/results/retrieval.md)."""
+    return max(16, int(target_dim) // max(1, int(descriptor_dim)))
+
+
+def train_codebook(descriptors: np.ndarray, num_clusters: int = 128, max_samples: int = 50000,
+                   seed: int = 0, iterations: int = 10) -> np.ndarray:
+    """k-means codebook (num_clusters, D) float32 from (N, D) descriptors (subsampled, seeded; OpenCV's k-means
+    with k-means++ seeding; at most one cluster per 10 descriptors)."""
+    if num_clusters < 1:
+        raise ValueError(f"VLAD codebook: num_clusters must be >= 1, got {num_clusters}")
     rng = np.random.default_rng(seed)
     desc = np.asarray(descriptors, dtype=np.float32)
+    if desc.ndim != 2 or desc.shape[0] == 0:
+        raise ValueError(f"VLAD codebook: need (N, D) descriptors with N > 0, got shape {desc.shape}")
     if desc.shape[0] > max_samples:
         desc = desc[rng.choice(desc.shape[0], max_samples, replace=False)]
     k = int(min(num_clusters, max(1, desc.shape[0] // 10)))
-    centroids, _ = kmeans2(desc.astype(np.float64), k, minit="++", seed=seed)
+    cv2.setRNGSeed(int(seed))
+    criteria = (cv2.TERM_CRITERIA_MAX_ITER + cv2.TERM_CRITERIA_EPS, int(iterations), 1e-4)
+    _compactness, _labels, centroids = cv2.kmeans(np.ascontiguousarray(desc), k, None, criteria, 1,
+                                                  cv2.KMEANS_PP_CENTERS)
     return centroids.astype(np.float32)
 
 
