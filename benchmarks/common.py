@@ -17,9 +17,16 @@ if str(ROOT) not in sys.path:
 
 
 def environment() -> dict:
+    """Date, commit and machine of a run. The commit reads "<hash>+uncommitted" when tracked files under
+    featloc_ros/ or benchmarks/ differ from it (the code that ran is then not exactly that commit)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                                 check=False).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "featloc_ros",
+                                  "benchmarks/*.py", "benchmarks/peers"], cwd=ROOT, capture_output=True, text=True,
+                                 check=False).stdout.strip()
+        if commit and changed:
+            commit += "+uncommitted"
     except OSError:
         commit = ""
     return {"date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_commit": commit,
