@@ -86,16 +86,21 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert rc == 2 and "'/nope' is not in the bag" in capsys.readouterr().err
     rc = build_map_cli(["--bag", str(tmp_path / "missing"), "--image-topic", "/a", "--out", str(tmp_path / "m")])
     assert rc == 2 and "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # refused before any work
+        build_map_cli(["--bag", str(bag), "--image-topic", FOX_IMAGE, "--vlad-clusters", "0", "--out", str(tmp_path / "m")])
+    assert e.value.code == 2 and "--vlad-clusters: must be >= 1" in capsys.readouterr().err
 
 
 def test_cli_builds_map_from_foreign_bag(tmp_path):
     bag = shared_dataset("rosbag2_fox") / "fox_db3"
     out = tmp_path / "foxmap"
     rc = build_map_cli(["--bag", str(bag), "--image-topic", FOX_IMAGE, "--camera-info-topic", FOX_INFO,
-                        "--features", "rootsift_fast", "--max-keyframes", "12", "--out", str(out), "--quiet"])
+                        "--features", "rootsift_fast", "--max-keyframes", "12", "--vlad-clusters", "16", "--out", str(out),
+                        "--quiet"])
     assert rc == 0
     from featloc_ros.mapping.map_format import load_map
 
     vmap = load_map(out)
     assert vmap.num_keyframes == 12 and vmap.num_points > 1000
     assert vmap.manifest["source"]["image_topic"] == FOX_IMAGE
+    assert vmap.codebook.shape[0] == 16 and vmap.manifest["retrieval"]["num_clusters"] == 16

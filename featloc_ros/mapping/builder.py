@@ -82,6 +82,8 @@ def build_map(keyframes: list[KeyframeInput], out_dir: str | Path, features: str
     ``num_vlad_clusters``: retrieval codebook size; None: ``default_num_clusters`` of the retrieval columns."""
     if len(keyframes) < 2:
         raise MapBuildError(f"need at least 2 keyframes to build a map, got {len(keyframes)}")
+    if num_vlad_clusters is not None and num_vlad_clusters < 1:
+        raise ValueError(f"num_vlad_clusters must be >= 1 (or None for the default), got {num_vlad_clusters}")
     out_dir = Path(out_dir)
     keyframes = [k if Path(k.name).suffix.lower() in (".jpg", ".jpeg", ".png")
                  else KeyframeInput(k.name + ".jpg", k.image, k.camera, k.T_map_cam, k.stamp_ns) for k in keyframes]

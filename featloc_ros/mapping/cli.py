@@ -14,6 +14,13 @@ from .builder import MapBuildError
 from .from_bag import build_map_from_bag
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="featloc_build_map", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -34,7 +41,7 @@ def parse_args(argv=None):
     p.add_argument("--min-translation", type=float, default=0.2, help="map units of motion for a new keyframe")
     p.add_argument("--min-rotation", type=float, default=10.0, help="degrees of rotation for a new keyframe")
     p.add_argument("--max-keyframes", type=int, default=0, help="stop after N keyframes (0: no limit)")
-    p.add_argument("--vlad-clusters", type=int, default=None,
+    p.add_argument("--vlad-clusters", type=positive_int, default=None,
                    help="VLAD codebook size for retrieval (default: 16384 / descriptor width, e.g. 128 for SIFT, 256 "
                         "for featloc; more clusters retrieve better across lighting, with longer global descriptors; "
                         "benchmarks/results/retrieval.md)")
