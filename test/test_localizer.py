@@ -48,6 +48,25 @@ def test_tracking_adds_nearby_keyframes(demo_small):
     assert len(loc.candidates(feats, now=100.0)) == 1  # tracking timed out: retrieval only
 
 
+def test_retrieval_fallback_matches_the_next_keyframes(demo_small, monkeypatch):
+    """When the first retrieved keyframes do not see the query, the next ones are matched too."""
+    image, cam, T_gt = demo_small["queries"][2]
+    P = demo_small["map"].T_map_cam
+    away = np.argsort(-(np.linalg.norm(P[:, :3, 3] - T_gt[:3, 3], axis=1) + 2.0 * (1.0 - P[:, :3, 2] @ T_gt[:3, 2])))
+    order = [int(k) for k in away]  # retrieval that ranks the keyframes facing away from the query first ...
+    order = order[:2] + order[-3:] + order[2:-3]  # ... and the three closest just after them
+    for fallback, expect_ok in ((0, False), (3, True)):
+        loc = Localizer(demo_small["map"], {"num_retrieved": 2, "num_retrieved_fallback": fallback})
+        monkeypatch.setattr(loc, "retrieval_order", lambda feats: order)
+        r = loc.localize(image, cam, timestamp=0.0)
+        assert r.ok == expect_ok, r.reason
+        if expect_ok:
+            assert r.keyframes == order[:5]
+            assert pose_errors(r.T_map_cam, T_gt)[0] < 0.05
+        else:
+            assert r.keyframes == order[:2]
+
+
 def test_unrelated_images_are_lost_not_wrong(localizer, demo_small):
     from skimage import data
 

@@ -2,7 +2,9 @@
 
 Pipeline: local features -> candidate keyframes (VLAD retrieval, plus keyframes near the last pose
 while tracking) -> 2D-3D matches (query features against the map observations of each candidate)
--> pycolmap LO-RANSAC PnP + non-linear refinement -> covariance -> acceptance checks.
+-> pycolmap LO-RANSAC PnP + non-linear refinement -> covariance -> acceptance checks. When no pose is
+accepted, the next retrieved keyframes are matched too and PnP runs again on all matches (retrieval
+fallback: the keyframe that sees the query is sometimes just below the first candidates, e.g. at night).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Localizer:
         "features": None,  # None: the map's feature configuration (must match the map's descriptors)
         "matcher": None,  # None: the map's matcher configuration
         "num_retrieved": 6,  # keyframes from global-descriptor retrieval
+        "num_retrieved_fallback": 6,  # no pose accepted: match the next N retrieved keyframes too (0: off)
         "num_tracking_candidates": 4,  # keyframes nearest to the last pose while tracking
         "tracking_timeout_s": 3.0,  # use the last pose only if it is at most this old
         "ransac_max_error_px": 8.0,
@@ -105,9 +108,16 @@ class Localizer:
         if (w, h) != (camera.width, camera.height):
             raise InvalidInputError(f"image is {w}x{h} but the camera model is {camera.width}x{camera.height}")
 
-    def candidates(self, feats: Features, now: float) -> list[int]:
+    def retrieval_order(self, feats: Features) -> list[int]:
+        """All keyframes, most similar (VLAD) first."""
         order, _sims = self.vlad.rank(self.vlad.describe(feats.descriptors), self.map.global_descriptors)
-        cands = [int(k) for k in order[: self.conf["num_retrieved"]]]
+        return [int(k) for k in order]
+
+    def candidates(self, feats: Features, now: float, order: list[int] | None = None) -> list[int]:
+        """The first ``num_retrieved`` keyframes of ``order`` (default: ``retrieval_order(feats)``), plus the
+        keyframes near the last pose while tracking."""
+        order = self.retrieval_order(feats) if order is None else order
+        cands = list(order[: self.conf["num_retrieved"]])
         if self._last_pose is not None and now - self._last_time <= self.conf["tracking_timeout_s"]:
             P = self.map.T_map_cam
             d = np.linalg.norm(P[:, :3, 3] - self._last_pose[:3, 3], axis=1)
@@ -123,17 +133,15 @@ class Localizer:
 
         Raises InvalidInputError for unusable input; every other failure is a "lost" result.
         """
-        import pycolmap
-
         self._check_input(image, camera)
         now = time.monotonic() if timestamp is None else float(timestamp)
         timings: dict[str, float] = {}
         t0 = t = time.perf_counter()
 
-        def lap(name):
+        def lap(name):  # stages that run twice (retrieval fallback) add up
             nonlocal t
             t1 = time.perf_counter()
-            timings[name] = t1 - t
+            timings[name] = timings.get(name, 0.0) + t1 - t
             t = t1
 
         feats = self.extractor(image)
@@ -141,13 +149,34 @@ class Localizer:
         result = LocalizationResult(status="lost", num_keypoints=len(feats), timings=timings)
         if len(feats) < self.conf["min_inliers"]:
             result.reason = f"only {len(feats)} keypoints"
-            timings["total"] = time.perf_counter() - t0
-            return result
-        cands = self.candidates(feats, now)
-        result.keyframes = cands
-        lap("retrieve")
-        best: dict[int, tuple[float, int]] = {}  # query keypoint -> (score, point index)
-        for k in cands:
+        else:
+            order = self.retrieval_order(feats)
+            cands = self.candidates(feats, now, order)
+            lap("retrieve")
+            best: dict[int, tuple[float, int]] = {}  # query keypoint -> (score, point index)
+            self._match_keyframes(feats, cands, best)
+            lap("match")
+            result = self._solve(feats, camera, cands, best, result, lap)
+            n_fallback = self.conf["num_retrieved_fallback"]
+            if not result.ok and n_fallback > 0:
+                start = self.conf["num_retrieved"]
+                extra = [k for k in order[start:start + n_fallback] if k not in cands]
+                if extra:
+                    self._match_keyframes(feats, extra, best)
+                    lap("match")
+                    first_reason = result.reason
+                    result = self._solve(feats, camera, cands + extra, best, result, lap)
+                    if not result.ok:
+                        result.reason = f"{first_reason}; with {len(extra)} more keyframes: {result.reason}"
+        if result.ok:
+            self._last_pose, self._last_time = result.T_map_cam, now
+        timings["total"] = time.perf_counter() - t0
+        return result
+
+    def _match_keyframes(self, feats: Features, keyframes: list[int], best: dict[int, tuple[float, int]]) -> None:
+        """Match the query against each keyframe's map observations; ``best`` keeps, per query keypoint, the
+        3D point of its highest-scoring match."""
+        for k in keyframes:
             m = self.matcher(feats, self._kf_features[k])
             if len(m) == 0:
                 continue
@@ -155,11 +184,16 @@ class Localizer:
             for q, p, s in zip(m.indices[:, 0].tolist(), pts.tolist(), m.scores.tolist()):
                 if q not in best or s > best[q][0]:
                     best[q] = (s, p)
-        lap("match")
-        result.num_matches = len(best)
+
+    def _solve(self, feats: Features, camera: Camera, keyframes: list[int], best: dict[int, tuple[float, int]],
+               previous: LocalizationResult, lap) -> LocalizationResult:
+        """PnP-RANSAC + refinement on the 2D-3D matches, covariance and acceptance checks -> a new result."""
+        import pycolmap
+
+        result = LocalizationResult(status="lost", num_keypoints=previous.num_keypoints, timings=previous.timings,
+                                    keyframes=list(keyframes), num_matches=len(best))
         if len(best) < self.conf["min_inliers"]:
             result.reason = f"only {len(best)} 2D-3D matches"
-            timings["total"] = time.perf_counter() - t0
             return result
         q_idx = np.fromiter(best.keys(), dtype=np.int64)
         p_idx = np.array([best[q][1] for q in q_idx.tolist()], dtype=np.int64)
@@ -174,7 +208,6 @@ class Localizer:
         lap("pnp")
         if ans is None:
             result.reason = "PnP-RANSAC found no pose"
-            timings["total"] = time.perf_counter() - t0
             return result
         inliers = np.asarray(ans["inlier_mask"], dtype=bool)
         cam_from_world = ans["cam_from_world"]
@@ -188,8 +221,6 @@ class Localizer:
         result.reason = self._reject_reason(result)
         if not result.reason:
             result.status = "ok"
-            self._last_pose, self._last_time = T_map_cam, now
-        timings["total"] = time.perf_counter() - t0
         return result
 
     def _reject_reason(self, r: LocalizationResult) -> str:

@@ -46,10 +46,12 @@ NODE_NAME = "featloc_localizer"
 DIAGNOSTIC_NAME = f"{NODE_NAME}: localization"
 EXIT_CONFIG_ERROR = 2
 
-LOCALIZER_PARAMS = ("num_retrieved", "min_inliers", "min_inlier_ratio", "ransac_max_error_px",
+LOCALIZER_PARAMS = ("num_retrieved", "num_retrieved_fallback", "min_inliers", "min_inlier_ratio", "ransac_max_error_px",
                     "max_position_std", "max_rotation_std_deg")
 _LOCALIZER_DESCRIPTIONS = {
     "num_retrieved": "Keyframes retrieved by global-descriptor (VLAD) similarity per query image.",
+    "num_retrieved_fallback": "When no pose is accepted, match this many further retrieved keyframes and try again "
+                              "(0: off).",
     "min_inliers": "Minimum PnP-RANSAC inliers to accept a pose.",
     "min_inlier_ratio": "Minimum inliers / 2D-3D matches to accept a pose.",
     "ransac_max_error_px": "PnP-RANSAC inlier threshold in pixels.",
@@ -354,7 +356,7 @@ class LocalizerNode(Node):
             raise ConfigError(f"parameter 'path_max_length' must be >= 0, got {p['path_max_length']}")
         if not p["map_frame"] or not p["tf_child_frame"] or p["map_frame"] == p["tf_child_frame"]:
             raise ConfigError("parameters 'map_frame' and 'tf_child_frame' must be non-empty and different")
-        for key, low in (("num_retrieved", 1), ("min_inliers", 6)):  # covariance needs >= 6 inliers
+        for key, low in (("num_retrieved", 1), ("num_retrieved_fallback", 0), ("min_inliers", 6)):  # covariance: >= 6
             if p["localizer." + key] < low:
                 raise ConfigError(f"parameter 'localizer.{key}' must be >= {low}, got {p['localizer.' + key]}")
         for key in ("min_inlier_ratio", "ransac_max_error_px", "max_position_std", "max_rotation_std_deg"):
