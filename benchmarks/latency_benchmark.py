@@ -163,6 +163,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="1024 keypoints only, 20 runs, no peers")
     p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=2, help="measure every configuration this many times, "
+                                                           "alternating (samples pooled); --quick: 1")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--name", default="latency", help="results file name")
     p.add_argument("--worker", nargs=3, metavar=("WORKDIR", "KEYPOINTS", "PIPELINE"), help=argparse.SUPPRESS)
@@ -177,6 +179,10 @@ def main(argv=None) -> int:
         print(json.dumps(pair_worker(Path(args.pair_worker[0]), int(args.pair_worker[1]), args.warmup)))
         return 0
     kp_list = [1024] if args.quick else [512, 1024, 2048]
+    if args.quick:
+        args.rounds = 1
+    if args.rounds < 1:
+        p.error("--rounds must be >= 1")
     results = {"ours": {}, "peers": {}}
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), OPENBLAS_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
     no_learned = learned_available()
@@ -185,28 +191,14 @@ def main(argv=None) -> int:
         pipelines["featloc+isnn (PyTorch)"] = ("featloc-torch", kp_list)
         # the keypoint count k is an input of the ONNX graph
         pipelines["featloc+isnn (ONNX Runtime)"] = ("featloc-onnxruntime", kp_list)
+    # Every measurement runs in args.rounds rounds (all configurations, then all again): the samples of the rounds
+    # are pooled, so a slow phase of the (shared) machine does not fall on one configuration only.
+    raw_ours, raw_pairs, raw_peers = {}, {}, {}
+    skipped = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         render_inputs(work, args.runs, no_learned is None)
-        for label, (pipeline, kps) in pipelines.items():
-            for k in kps:
-                out = subprocess.run([sys.executable, __file__, "--worker", str(work), str(k), pipeline, "--warmup",
-                                      str(args.warmup)], capture_output=True, text=True, env=env, check=True)
-                res = json.loads(out.stdout.strip().splitlines()[-1])
-                results["ours"].setdefault(label, {})[k] = {
-                    "stages": {s: stats(v) for s, v in res["times_ms"].items()}, "localized": res["localized"],
-                    "runs": res["runs"], "peak_rss_mb": res["peak_rss_mb"]}
-                print(f"{label} {k}: total median {results['ours'][label][k]['stages']['total']['median']:.0f} ms")
-        if no_learned is None:  # our matchers on the peers' pairs (consecutive query frames), per pair
-            for k in kp_list:
-                out = subprocess.run([sys.executable, __file__, "--pair-worker", str(work), str(k), "--warmup",
-                                      str(args.warmup)], capture_output=True, text=True, env=env, check=True)
-                for name, r in json.loads(out.stdout.strip().splitlines()[-1]).items():
-                    results.setdefault("matchers", {}).setdefault(name, {})[k] = (
-                        r if "skipped" in r else {"match_ms": stats(r["match_ms"]), "runs": len(r["match_ms"]),
-                                                  "matches": float(np.median(r["matches"])),
-                                                  "layers": float(np.mean(r["layers"])) if "layers" in r else None})
-        skipped = {}
+        methods = []
         if not args.quick and args.peers:
             from peers.client import peer_info, run_peer_pairs
 
@@ -214,15 +206,64 @@ def main(argv=None) -> int:
             images = [cv2.cvtColor(cv2.imread(str(pth)), cv2.COLOR_BGR2RGB)
                       for pth in sorted((work / "queries").glob("*.jpg"))]
             pairs = list(zip(images[:-1], images[1:]))
+        for rnd in range(args.rounds):
+            for label, (pipeline, kps) in pipelines.items():
+                for k in kps:
+                    out = subprocess.run([sys.executable, __file__, "--worker", str(work), str(k), pipeline,
+                                          "--warmup", str(args.warmup)], capture_output=True, text=True, env=env,
+                                         check=True)
+                    res = json.loads(out.stdout.strip().splitlines()[-1])
+                    r = raw_ours.setdefault(label, {}).setdefault(k, {"times_ms": {}, "localized": 0, "runs": 0,
+                                                                      "peak_rss_mb": 0.0, "round_total_ms": []})
+                    for stage, v in res["times_ms"].items():
+                        r["times_ms"].setdefault(stage, []).extend(v)
+                    r["localized"] += res["localized"]
+                    r["runs"] += res["runs"]
+                    r["peak_rss_mb"] = max(r["peak_rss_mb"], res["peak_rss_mb"])
+                    r["round_total_ms"].append(float(np.median(res["times_ms"]["total"])))
+                    print(f"round {rnd + 1} {label} {k}: total median {r['round_total_ms'][-1]:.0f} ms")
+            if no_learned is None:  # our matchers on the peers' pairs (consecutive query frames), per pair
+                for k in kp_list:
+                    out = subprocess.run([sys.executable, __file__, "--pair-worker", str(work), str(k), "--warmup",
+                                          str(args.warmup)], capture_output=True, text=True, env=env, check=True)
+                    for name, r in json.loads(out.stdout.strip().splitlines()[-1]).items():
+                        acc = raw_pairs.setdefault(name, {}).setdefault(k, {"match_ms": [], "matches": [],
+                                                                           "layers": [], "round_ms": []})
+                        if "skipped" in r:
+                            acc["skipped"] = r["skipped"]
+                            continue
+                        acc["match_ms"] += r["match_ms"]
+                        acc["matches"] += r["matches"]
+                        acc["layers"] += r.get("layers", [])
+                        acc["round_ms"].append(float(np.median(r["match_ms"])))
             for m in methods:
                 for k in kp_list:
                     outs = run_peer_pairs(m.name, pairs, k, num_threads=THREADS)
                     info = peer_info(m.name) or {}
-                    results["peers"].setdefault(m.name, {})[k] = {
-                        "extract_ms": stats([o["extract_ms0"] for o in outs] + [o["extract_ms1"] for o in outs]),
-                        "match_ms": stats([o["match_ms"] for o in outs]), "runs": len(outs),
-                        "peak_rss_mb": info.get("peak_rss_mb")}
-                    print(f"{m.name} {k}: extract {results['peers'][m.name][k]['extract_ms']['median']:.0f} ms")
+                    acc = raw_peers.setdefault(m.name, {}).setdefault(k, {"extract_ms": [], "match_ms": [],
+                                                                         "peak_rss_mb": None, "round_ms": []})
+                    acc["extract_ms"] += [o["extract_ms0"] for o in outs] + [o["extract_ms1"] for o in outs]
+                    acc["match_ms"] += [o["match_ms"] for o in outs]
+                    acc["round_ms"].append(float(np.median([o["match_ms"] for o in outs])))
+                    acc["peak_rss_mb"] = info.get("peak_rss_mb")
+                    print(f"round {rnd + 1} {m.name} {k}: match {acc['round_ms'][-1]:.0f} ms")
+    for label, by_k in raw_ours.items():
+        for k, r in by_k.items():
+            results["ours"].setdefault(label, {})[k] = {
+                "stages": {s: stats(v) for s, v in r["times_ms"].items()}, "localized": r["localized"],
+                "runs": r["runs"], "peak_rss_mb": r["peak_rss_mb"], "round_total_median_ms": r["round_total_ms"]}
+    for name, by_k in raw_pairs.items():
+        for k, r in by_k.items():
+            results.setdefault("matchers", {}).setdefault(name, {})[k] = (
+                {"skipped": r["skipped"]} if "skipped" in r else
+                {"match_ms": stats(r["match_ms"]), "runs": len(r["match_ms"]), "round_median_ms": r["round_ms"],
+                 "matches": float(np.median(r["matches"])),
+                 "layers": float(np.mean(r["layers"])) if r["layers"] else None})
+    for name, by_k in raw_peers.items():
+        for k, r in by_k.items():
+            results["peers"].setdefault(name, {})[k] = {
+                "extract_ms": stats(r["extract_ms"]), "match_ms": stats(r["match_ms"]), "runs": len(r["match_ms"]),
+                "round_median_ms": r["round_ms"], "peak_rss_mb": r["peak_rss_mb"]}
     rows = []
     for label, by_k in results["ours"].items():
         for k, r in by_k.items():
@@ -246,7 +287,10 @@ def main(argv=None) -> int:
                               f"{r['match_ms']['median']:.1f} / {r['match_ms']['p90']:.1f}", None, None])
     md = ["# Latency per stage (ms, median / p90), 640x480, 2 threads\n",
           f"{args.runs} query frames after {args.warmup} warm-up runs; each configuration in a fresh process "
-          "(peak RSS of that process, MB). Ours: full localization from JPEG bytes with retrieval only "
+          "(peak RSS of that process, MB)"
+          + (f", in {args.rounds} rounds (every configuration, then every one again; the samples of the rounds "
+             "are pooled and the json keeps each round's median)" if args.rounds > 1 else "")
+          + ". Ours: full localization from JPEG bytes with retrieval only "
           "(no tracking prior) against a 60-keyframe map of the demo room. Peers: extraction per image and "
           "matching per image pair (their matcher), PyTorch on the CPU in their own venv. The learned FeatLoc "
           "pipeline (invariance-selected descriptors, invariance-selected mutual NN) runs with its PyTorch and "
