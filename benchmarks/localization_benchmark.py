@@ -153,9 +153,9 @@ def main(argv=None) -> int:
         maps = {}  # (scene, features, map matcher) -> (map, build s): rows that differ only in the localization
         #            matcher share their maps
 
-        def map_for(scene, frames, conf, feat, matcher, tag):
+        def map_for(scene, frames, conf_of, feat, matcher, tag):  # conf_of(): the features (peers: extracted)
             if (scene, feat, matcher) not in maps:
-                maps[scene, feat, matcher] = build_evaluation_map(frames, work / f"{scene}_{tag}", conf, matcher)
+                maps[scene, feat, matcher] = build_evaluation_map(frames, work / f"{scene}_{tag}", conf_of(), matcher)
             return maps[scene, feat, matcher]
 
         for index, (label, feat, matcher, peer_matcher, loc_matcher) in enumerate(methods):
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
 
             tag = f"{index}_{label.split(' ')[0]}"
             all_demo = mapping + [f for q in queries.values() for f in q]
-            vmap, build_s = map_for("demo", mapping, conf_for(all_demo), feat, matcher, tag)
+            vmap, build_s = map_for("demo", mapping, lambda: conf_for(all_demo), feat, matcher, tag)
             for set_name, q in queries.items():
                 s = localize(vmap, q, thresholds=METRIC_THRESHOLDS)
                 s.update({"num_map_frames": len(mapping), "map_build_s": build_s})
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
             if fox is not None:
                 train, fox_queries, extent = fox
                 all_fox = train + [f for q in fox_queries.values() for f in q]
-                vmap, build_s = map_for("fox", train, conf_for(all_fox), feat, matcher, tag)
+                vmap, build_s = map_for("fox", train, lambda: conf_for(all_fox), feat, matcher, tag)
                 for set_name, q in fox_queries.items():
                     s = localize(vmap, q, thresholds=FOX_THRESHOLDS_PCT, scale=extent / 100.0)
                     s.update({"num_map_frames": len(train), "map_build_s": build_s, "scene_extent": extent})

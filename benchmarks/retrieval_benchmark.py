@@ -25,7 +25,7 @@ from common import markdown_table, write_results  # noqa: E402
 from localization_benchmark import demo_sets
 
 from featloc_ros.features import create_extractor
-from featloc_ros.retrieval import VLAD, train_codebook
+from featloc_ros.retrieval import VLAD, select_columns, train_codebook
 
 NUM_RELEVANT = 3
 RECALL_AT = (1, 6, 10)
@@ -71,9 +71,7 @@ def main(argv=None) -> int:
         queries = {s: [(extractor(f.image).descriptors, f.T_world_cam) for f in frames]
                    for s, frames in query_sets.items()}
         print(f"{feat_name}: features in {time.perf_counter() - t0:.0f} s", flush=True)
-        all_desc = np.concatenate(map_desc)
-        if columns is not None:
-            all_desc = all_desc[:, columns[0]:columns[1]]
+        all_desc = select_columns(np.concatenate(map_desc), columns)
         for k in args.clusters:
             row = {"features": feat_name, "clusters": k, "columns": list(columns) if columns else None,
                    "per_seed": {}}
