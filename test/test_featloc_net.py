@@ -112,6 +112,21 @@ def test_selected_distance_matches_hand_computation():
     torch.testing.assert_close(cat, l0.transpose(0, 1).flatten(1) / 2)
 
 
+def test_sample_map_equals_grid_sample_with_border_padding():
+    """The gather-based bilinear sampler gives grid_sample's numbers (align_corners=False, border padding),
+    inside the map, on its last row and column, and outside it (clamped to the border)."""
+    g = torch.Generator().manual_seed(0)
+    for stride in (1, 4, 8):
+        fmap = torch.randn(2, 5, 13, 17, generator=g)
+        pts = torch.rand(2, 300, 2, generator=g) * torch.tensor([17.0 * stride + 20, 13.0 * stride + 20]) - 10
+        pts[:, :3] = torch.tensor([[0.0, 0.0], [17.0 * stride - 1, 13.0 * stride - 1], [-0.5, 13.0 * stride - 0.5]])
+        gx = (pts[..., 0] + 0.5) / (17 * stride) * 2 - 1
+        gy = (pts[..., 1] + 0.5) / (13 * stride) * 2 - 1
+        ref = F.grid_sample(fmap, torch.stack([gx, gy], -1)[:, None], mode="bilinear", padding_mode="border",
+                            align_corners=False)[:, :, 0].transpose(1, 2)
+        torch.testing.assert_close(sample_map(fmap, pts, stride), ref, rtol=0, atol=1e-5)
+
+
 def test_sampling_convention_and_sparse_equals_dense():
     # a map whose value is the cell's pixel centre: sampling at a pixel position returns that position
     h4, w4 = 6, 8

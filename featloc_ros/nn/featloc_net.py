@@ -270,13 +270,22 @@ def detect_keypoints(scores: torch.Tensor, k: int, nms_radius: int, threshold: f
 
 def sample_map(fmap: torch.Tensor, keypoints: torch.Tensor, stride: int) -> torch.Tensor:
     """Bilinear samples of a stride-``stride`` map (B,C,h,w) at pixel keypoints (B,N,2) -> (B,N,C).
-    Cell c is centred at pixel stride*c + (stride-1)/2; border padding (weights always sum to 1)."""
-    h, w = fmap.shape[-2:]
-    gx = (keypoints[..., 0] + 0.5) / (w * stride) * 2 - 1
-    gy = (keypoints[..., 1] + 0.5) / (h * stride) * 2 - 1
-    grid = torch.stack([gx, gy], dim=-1)
-    out = F.grid_sample(fmap, grid[:, None], mode="bilinear", padding_mode="border", align_corners=False)
-    return out[:, :, 0].transpose(1, 2)
+    Cell c is centred at pixel stride*c + (stride-1)/2; border padding (weights always sum to 1).
+    The same numbers as ``F.grid_sample(..., mode="bilinear", padding_mode="border", align_corners=False)``,
+    computed as four gathers of the flattened map and their weighted sum: ONNX Runtime's GridSample kernel takes
+    several times as long for the many sample points of the steered heads (it is a quarter of the extraction)."""
+    b, c, h, w = fmap.shape
+    n = keypoints.shape[1]
+    u = ((keypoints[..., 0] + 0.5) / stride - 0.5).clamp(min=0, max=w - 1)  # map coordinates, border padding
+    v = ((keypoints[..., 1] + 0.5) / stride - 0.5).clamp(min=0, max=h - 1)
+    u0, v0 = u.floor(), v.floor()
+    fu, fv = u - u0, v - v0  # (B,N)
+    x0, y0 = u0.long(), v0.long()
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    idx = torch.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], -1).reshape(b, 1, n * 4)
+    corners = torch.gather(fmap.reshape(b, c, h * w), 2, idx.expand(b, c, n * 4)).reshape(b, c, n, 4)
+    weights = torch.stack([(1 - fu) * (1 - fv), fu * (1 - fv), (1 - fu) * fv, fu * fv], -1)  # (B,N,4)
+    return (corners * weights[:, None]).sum(-1).transpose(1, 2)
 
 
 def normalize_meta(raw: torch.Tensor, log_tau: torch.Tensor, dim: int = -1) -> torch.Tensor:
