@@ -112,9 +112,11 @@ def test_selected_distance_matches_hand_computation():
     torch.testing.assert_close(cat, l0.transpose(0, 1).flatten(1) / 2)
 
 
-def test_sample_map_equals_grid_sample_with_border_padding():
-    """The gather-based bilinear sampler gives grid_sample's numbers (align_corners=False, border padding),
-    inside the map, on its last row and column, and outside it (clamped to the border)."""
+def test_sample_map_by_gathers_equals_grid_sample_with_border_padding():
+    """The gather-based bilinear sampler of the ONNX export gives grid_sample's numbers (align_corners=False,
+    border padding), inside the map, on its last row and column, and outside it (clamped to the border)."""
+    from featloc_ros.nn.featloc_net import sample_map_by_gathers
+
     g = torch.Generator().manual_seed(0)
     for stride in (1, 4, 8):
         fmap = torch.randn(2, 5, 13, 17, generator=g)
@@ -125,6 +127,7 @@ def test_sample_map_equals_grid_sample_with_border_padding():
         ref = F.grid_sample(fmap, torch.stack([gx, gy], -1)[:, None], mode="bilinear", padding_mode="border",
                             align_corners=False)[:, :, 0].transpose(1, 2)
         torch.testing.assert_close(sample_map(fmap, pts, stride), ref, rtol=0, atol=1e-5)
+        torch.testing.assert_close(sample_map_by_gathers(fmap, pts, stride), ref, rtol=0, atol=1e-5)
 
 
 def test_sampling_convention_and_sparse_equals_dense():

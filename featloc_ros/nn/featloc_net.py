@@ -271,9 +271,21 @@ def detect_keypoints(scores: torch.Tensor, k: int, nms_radius: int, threshold: f
 def sample_map(fmap: torch.Tensor, keypoints: torch.Tensor, stride: int) -> torch.Tensor:
     """Bilinear samples of a stride-``stride`` map (B,C,h,w) at pixel keypoints (B,N,2) -> (B,N,C).
     Cell c is centred at pixel stride*c + (stride-1)/2; border padding (weights always sum to 1).
-    The same numbers as ``F.grid_sample(..., mode="bilinear", padding_mode="border", align_corners=False)``,
-    computed as four gathers of the flattened map and their weighted sum: ONNX Runtime's GridSample kernel takes
-    several times as long for the many sample points of the steered heads (it is a quarter of the extraction)."""
+    PyTorch runs ``grid_sample``; the ONNX export gets ``sample_map_by_gathers`` (the same numbers): ONNX
+    Runtime's GridSample kernel is slow for the many sample points of the steered heads, PyTorch's is fast."""
+    if torch.onnx.is_in_onnx_export():
+        return sample_map_by_gathers(fmap, keypoints, stride)
+    h, w = fmap.shape[-2:]
+    gx = (keypoints[..., 0] + 0.5) / (w * stride) * 2 - 1
+    gy = (keypoints[..., 1] + 0.5) / (h * stride) * 2 - 1
+    grid = torch.stack([gx, gy], dim=-1)
+    out = F.grid_sample(fmap, grid[:, None], mode="bilinear", padding_mode="border", align_corners=False)
+    return out[:, :, 0].transpose(1, 2)
+
+
+def sample_map_by_gathers(fmap: torch.Tensor, keypoints: torch.Tensor, stride: int) -> torch.Tensor:
+    """``sample_map`` as four gathers of the flattened map and their weighted sum (what the ONNX export runs:
+    about 7% less extraction time in ONNX Runtime than its GridSample; in PyTorch grid_sample is faster)."""
     b, c, h, w = fmap.shape
     n = keypoints.shape[1]
     u = ((keypoints[..., 0] + 0.5) / stride - 0.5).clamp(min=0, max=w - 1)  # map coordinates, border padding
