@@ -46,6 +46,7 @@ bench: setup
 	$(BENCH_PY) fox_localization.py
 	$(BENCH_PY) demo_localization.py
 	$(BENCH_PY) latency_benchmark.py
+	$(BENCH_PY) onnx_spinning_benchmark.py
 
 # CI-sized subset (a few minutes on 2 cores); writes benchmarks/results/*_quick.*
 bench-quick: setup

@@ -72,7 +72,8 @@ def render_inputs(work: Path, num_queries: int, learned: bool) -> None:
 
 def worker(work: Path, max_keypoints: int, warmup: int, pipeline: str) -> dict:
     """Runs in a fresh process: load the map, localize every query (decode from JPEG bytes).
-    pipeline: "sift" or "featloc-torch" / "featloc-onnxruntime"."""
+    pipeline: "sift" or "featloc-torch" / "featloc-onnxruntime" ("featloc-onnxruntime:spin": with the ONNX Runtime
+    threads busy-waiting between runs, the onnxruntime default; onnx_spinning_benchmark.py)."""
     cv2.setNumThreads(THREADS)
     from featloc_ros.geometry import Camera
     from featloc_ros.localization import Localizer
@@ -81,10 +82,12 @@ def worker(work: Path, max_keypoints: int, warmup: int, pipeline: str) -> dict:
     if pipeline == "sift":
         map_dir, feats = work / "map_sift", {**SIFT_CONF, "max_keypoints": max_keypoints, "resize_max": 0}
     else:
-        backend = pipeline.split("-", 1)[1]
+        backend, _, option = pipeline.split("-", 1)[1].partition(":")
         map_dir = work / "map_featloc"
         feats = {**FEATLOC_CONF, "max_keypoints": max_keypoints, "resize_max": 0, "backend": backend,
                  "num_threads": THREADS}
+        if option == "spin":
+            feats["onnx_spinning"] = True
     loc = Localizer.from_map_dir(map_dir, {"features": feats})
     blobs = [p.read_bytes() for p in sorted((work / "queries").glob("*.jpg"))]
     times = {s: [] for s in STAGES}

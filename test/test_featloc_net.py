@@ -270,7 +270,12 @@ def test_extractor_onnxruntime_backend_matches_torch(shipped_like):
     base = {"name": "featloc", "weights": str(shipped_like["weights"]), "max_keypoints": 100,
             "detection_threshold": 0.0, "resize_max": 0}
     ft = create_extractor(base)(img)
-    fo = create_extractor({**base, "backend": "onnxruntime"})(img)
+    ext = create_extractor({**base, "backend": "onnxruntime"})
+    fo = ext(img)
+    # the threads of the extraction session do not busy-wait after a run (onnx_spinning, default off), unless asked
+    assert ext.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    spin = create_extractor({**base, "backend": "onnxruntime", "onnx_spinning": True}).session
+    assert spin.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
     pos = {tuple(p): i for i, p in enumerate(ft.keypoints.tolist())}
     pairs = [(pos[tuple(p)], j) for j, p in enumerate(fo.keypoints.tolist()) if tuple(p) in pos]
     assert len(pairs) >= 0.9 * len(ft)  # near-equal scores may be ranked differently at the k-th place

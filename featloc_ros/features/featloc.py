@@ -73,6 +73,8 @@ class FeatLoc(Extractor):
         "resize_max": 1024,  # longest side used for detection; keypoints are scaled back
         "descriptor": "selected",  # "selected" | "concat" | one of KINDS
         "num_threads": 0,  # >0: torch / onnxruntime intra-op threads
+        "onnx_spinning": False,  # onnxruntime: threads busy-wait between runs (off: the cores go to the stages
+        #                          after the extraction; benchmarks/results/onnx_spinning.md)
     }
 
     def __init__(self, conf=None):
@@ -117,7 +119,8 @@ class FeatLoc(Extractor):
         c = self.conf
         path = Path(c["onnx"]) if c["onnx"] else self.weights_path.with_suffix(".onnx")
         self.session = open_onnx_session(path, c["num_threads"], "FeatLoc", f"Export it with the training command "
-                                         f"({TRAIN_COMMAND}) or featloc_ros.nn.export_onnx")
+                                         f"({TRAIN_COMMAND}) or featloc_ros.nn.export_onnx",
+                                         spinning=bool(c["onnx_spinning"]))
         meta = self.session.get_modelmeta().custom_metadata_map
         self.onnx_meta = meta
         if "max_keypoints" not in [i.name for i in self.session.get_inputs()]:

@@ -28,6 +28,8 @@ class SparseAttentionMatcher(Matcher):
         "backend": "torch",  # "torch" | "onnxruntime" (the .onnx next to the weights)
         "filter_threshold": 0.1,  # match confidence threshold
         "num_threads": 0,  # >0: torch / onnxruntime intra-op threads
+        "onnx_spinning": True,  # onnxruntime: threads busy-wait between runs (on: a query is matched against
+        #                         several keyframes back to back; benchmarks/results/onnx_spinning.md)
         "model": {},  # SparseMatcher overrides applied to the weights' architecture (torch backend), e.g.
         #               {"attention": "dense"}: the same weights with dense attention (ablation);
         #               {"early_exit": True}: stop early on easy pairs (weights trained with deep_supervision)
@@ -70,7 +72,8 @@ class SparseAttentionMatcher(Matcher):
 
             self.session = open_onnx_session(Path(self.weights_path).with_suffix(".onnx"), c["num_threads"],
                                              "SparseAttentionMatcher",
-                                             f"Export it with the training command ({TRAIN_COMMAND})")
+                                             f"Export it with the training command ({TRAIN_COMMAND})",
+                                             spinning=bool(c["onnx_spinning"]))
 
     @property
     def descriptor_dim(self) -> int:
