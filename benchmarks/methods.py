@@ -8,6 +8,7 @@ OpenCV ORB is built here; pretrained peers run in their own venv (benchmarks/pee
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,7 +29,7 @@ class RegistryMethod:
 
     kind = "featloc registry"
 
-    def __init__(self, name: str, features: str, matcher: str):
+    def __init__(self, name: str, features: str, matcher: str | dict):
         self.name, self.features, self.matcher_name = name, features, matcher
 
     def _extractor(self, max_keypoints: int):
@@ -113,6 +114,9 @@ OURS = {
     "featloc+sparse_v3": ("featloc", "featloc_sparse_v3"),  # v2 + deep supervision, every layer
     "featloc+sparse_v3_exit": ("featloc", "featloc_sparse_v3_exit"),  # the same weights with the early exit
 }
+# "featloc+sparse@<weights.pt>": FeatLoc features + the sparse-attention matcher with an experiment's weights (the
+# architecture file next to them; a relative path is relative to the working directory), named featloc+<file stem>
+TRAINED_MATCHER_PREFIX = "featloc+sparse@"
 # the matcher against invariance-selected mutual NN (with and without the ratio test) on the same keypoints
 MATCHER_METHODS = ["featloc+sparse", "featloc+sparse_as_dense", "featloc+isnn", "featloc+isnn_ratio",
                    "aliked_lightglue"]
@@ -135,6 +139,13 @@ def resolve_methods(names: list[str]) -> tuple[list, dict[str, str]]:
                 skipped[name] = str(e).splitlines()[0]
                 continue
             methods.append(method)
+        elif name.startswith(TRAINED_MATCHER_PREFIX):  # an experiment's sparse-matcher weights (e.g. under runs/)
+            path = Path(name[len(TRAINED_MATCHER_PREFIX):])
+            if not path.is_file():
+                skipped[name] = f"matcher weights {path} not found (train them first)"
+                continue
+            methods.append(RegistryMethod(f"featloc+{path.stem}", "featloc",
+                                          {"name": "sparse_attention", "weights": str(path.resolve())}))
         elif name == OrbMethod.name:
             methods.append(OrbMethod())
         elif name in PEER_METHODS:

@@ -256,3 +256,17 @@ def test_registry_weights_by_shipped_file_name():
 
     with pytest.raises(FileNotFoundError, match="featloc_matcher_v9.pt"):
         create_matcher({"name": "sparse_attention", "weights": "featloc_matcher_v9.pt"})
+
+
+def test_benchmark_method_for_experiment_weights(tmp_path):
+    """benchmarks/methods.py: "featloc+sparse@<weights>" runs an experiment's matcher weights (e.g. under runs/), named
+    after the file, and is skipped with the reason when the file is missing."""
+    from benchmarks.methods import TRAINED_MATCHER_PREFIX, resolve_methods
+    from featloc_ros.matching.sparse_attention import resolve_model_file
+
+    weights = resolve_model_file(None, "featloc_matcher_small_v1.pt")
+    methods, skipped = resolve_methods([TRAINED_MATCHER_PREFIX + str(weights),
+                                        TRAINED_MATCHER_PREFIX + str(tmp_path / "missing.pt")])
+    assert [m.name for m in methods] == ["featloc+featloc_matcher_small_v1"]
+    assert methods[0].matcher_name == {"name": "sparse_attention", "weights": str(weights.resolve())}
+    assert "missing.pt not found" in skipped[TRAINED_MATCHER_PREFIX + str(tmp_path / "missing.pt")]
