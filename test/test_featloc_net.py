@@ -106,6 +106,16 @@ def test_selected_distance_matches_hand_computation():
     from featloc_ros.matching.invariance_selected import selected_distance_matrix as np_dist
 
     np.testing.assert_allclose(np_dist(l0.numpy(), l1.numpy(), m0.numpy(), m1.numpy()), hand.numpy(), atol=1e-5)
+    # the inference form (one kind at a time, no max shift), with a leading batch dimension; and with meta
+    # descriptors so large that exp would overflow without the shift (it then takes the stable form)
+    from featloc_ros.nn.featloc_net import selected_distance_inference
+
+    batched = selected_distance_inference(l0[None].repeat(2, 1, 1, 1), l1[None].repeat(2, 1, 1, 1),
+                                          m0[None].repeat(2, 1, 1, 1), m1[None].repeat(2, 1, 1, 1))
+    torch.testing.assert_close(batched, hand[None].repeat(2, 1, 1), atol=1e-5, rtol=1e-5)
+    big = selected_distance_inference(l0, l1, 20 * m0, 20 * m1)
+    assert torch.isfinite(big).all()
+    torch.testing.assert_close(big, selected_distance_matrix(l0, l1, 20 * m0, 20 * m1), atol=1e-5, rtol=1e-5)
     cat = concat_descriptors(l0)
     assert cat.shape == (n0, S * d)
     torch.testing.assert_close(cat.norm(dim=-1), torch.ones(n0))

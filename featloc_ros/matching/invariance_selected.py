@@ -31,10 +31,20 @@ def split_selected(desc: np.ndarray, num_kinds: int, local_dim: int, meta_dim: i
     return np.ascontiguousarray(local), np.ascontiguousarray(meta)
 
 
-def selected_distance_matrix(local0: np.ndarray, local1: np.ndarray, meta0: np.ndarray, meta1: np.ndarray
-                             ) -> np.ndarray:
+def meta_norm_bound(meta0: np.ndarray, meta1: np.ndarray) -> float:
+    """max |m0| * max |m1| over the last axis (a bound of every |m0 . m1|: the torch distance skips the max shift
+    of the softmax when it is small)."""
+    if meta0.size == 0 or meta1.size == 0:
+        return 0.0
+    return float(np.sqrt(np.square(meta0).sum(-1).max() * np.square(meta1).sum(-1).max()))
+
+
+def selected_distance_matrix(local0: np.ndarray, local1: np.ndarray, meta0: np.ndarray, meta1: np.ndarray,
+                             meta_bound: float | None = None) -> np.ndarray:
     """(S,N0,D), (S,N1,D), (S,N0,Dm), (S,N1,Dm) -> (N0, N1) float32 invariance-selected distances.
-    Uses PyTorch (multi-threaded exp/sqrt) when it is installed, else numpy; both compute in place."""
+    Uses PyTorch (multi-threaded exp/sqrt) when it is installed, else numpy; both compute in place.
+    ``meta_bound``: max |m0| * max |m1| (``meta_norm_bound``), when the caller computes it once for several
+    row blocks."""
     try:
         import torch
     except ImportError:  # e.g. an ONNX Runtime-only deployment
@@ -44,7 +54,7 @@ def selected_distance_matrix(local0: np.ndarray, local1: np.ndarray, meta0: np.n
 
         with torch.inference_mode():
             return selected_distance_inference(*(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-                                                 for a in (local0, local1, meta0, meta1))).numpy()
+                                                 for a in (local0, local1, meta0, meta1)), meta_bound=meta_bound).numpy()
     dist = np.matmul(local0, local1.transpose(0, 2, 1))  # cosine
     dist *= -2.0
     dist += 2.0
@@ -73,9 +83,10 @@ def invariance_selected_match(desc0: np.ndarray, desc1: np.ndarray, num_kinds: i
     second = np.full(n0, np.inf, np.float32)
     col_best = np.full(n1, np.inf, np.float32)
     nn10 = np.zeros(n1, np.int64)
+    bound = meta_norm_bound(m0, m1)
     for start in range(0, n0, block):
         stop = min(start + block, n0)
-        d = selected_distance_matrix(l0[:, start:stop], l1, m0[:, start:stop], m1)  # (b, N1)
+        d = selected_distance_matrix(l0[:, start:stop], l1, m0[:, start:stop], m1, bound)  # (b, N1)
         rows = np.arange(stop - start)
         j = np.argmin(d, axis=1)
         nn01[start:stop] = j

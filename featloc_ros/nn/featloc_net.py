@@ -467,11 +467,44 @@ def selected_distance_matrix(desc0: torch.Tensor, desc1: torch.Tensor, meta0: to
 
 
 @torch.no_grad()
-def selected_distance_inference(desc0: torch.Tensor, desc1: torch.Tensor, meta0: torch.Tensor, meta1: torch.Tensor
-                                ) -> torch.Tensor:
-    """``selected_distance_matrix`` for inference: no autograd, in-place element-wise steps (about half the
-    time and memory of the autograd form at 1024 x 1024 keypoints), leading batch dimensions allowed:
-    (...,S,N,D), (...,S,M,D), (...,S,N,Dm), (...,S,M,Dm) -> (...,N,M)."""
+def selected_distance_inference(desc0: torch.Tensor, desc1: torch.Tensor, meta0: torch.Tensor, meta1: torch.Tensor,
+                                meta_bound: float | None = None) -> torch.Tensor:
+    """``selected_distance_matrix`` for inference: no autograd, leading batch dimensions allowed:
+    (...,S,N,D), (...,S,M,D), (...,S,N,Dm), (...,S,M,Dm) -> (...,N,M).
+    One kind at a time, accumulating sum_s e^(m_s.m_s') ||l_s - l_s'|| and sum_s e^(m_s.m_s') in two (N,M) buffers:
+    the working set is two N x M maps instead of four S x N x M ones, and the softmax over S needs no max
+    subtraction when every logit is below ``_EXP_SAFE`` in magnitude (|m.m'| <= |m| |m'|; the model's meta
+    descriptors have |m|^2 = tau <= 50). About 0.6 of the time of the stable form at 1024 x 1800 keypoints
+    (``selected_distance_stable``, used when the bound does not hold). ``meta_bound``: max |m0| * max |m1| when the
+    caller knows it (a matcher computing row blocks of one matrix), else computed here."""
+    if meta_bound is None:  # max |m0| * max |m1| >= |m0 . m1|
+        meta_bound = (math.sqrt(float(meta0.square().sum(-1).amax()) * float(meta1.square().sum(-1).amax()))
+                      if meta0.numel() and meta1.numel() else 0.0)
+    if meta_bound > _EXP_SAFE:
+        return selected_distance_stable(desc0, desc1, meta0, meta1)
+    lead, (S, n), m = desc0.shape[:-3], desc0.shape[-3:-1], desc1.shape[-2]
+    a0, a1 = desc0.reshape(-1, S, n, desc0.shape[-1]), desc1.reshape(-1, S, m, desc1.shape[-1])
+    b0, b1 = meta0.reshape(-1, S, n, meta0.shape[-1]), meta1.reshape(-1, S, m, meta1.shape[-1])
+    two = torch.full((1, 1, 1), 2.0, dtype=desc0.dtype, device=desc0.device)
+    num = den = None
+    for s in range(S):
+        w = torch.bmm(b0[:, s], b1[:, s].transpose(1, 2)).exp_()
+        d = torch.baddbmm(two, a0[:, s], a1[:, s].transpose(1, 2), alpha=-2.0).clamp_(min=0.0).sqrt_()  # 2 - 2 cos
+        if num is None:
+            num, den = d.mul_(w), w
+        else:
+            num.addcmul_(w, d)
+            den.add_(w)
+    return num.div_(den).reshape(*lead, n, m)
+
+
+_EXP_SAFE = 80.0  # exp(80) ~ 5.5e34: four of them, times a distance <= 2, stay finite in float32
+
+
+@torch.no_grad()
+def selected_distance_stable(desc0: torch.Tensor, desc1: torch.Tensor, meta0: torch.Tensor, meta1: torch.Tensor
+                             ) -> torch.Tensor:
+    """``selected_distance_inference`` with the softmax over S shifted by its maximum (any meta descriptors)."""
     dist = torch.matmul(desc0, desc1.transpose(-1, -2)).mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
     w = torch.matmul(meta0, meta1.transpose(-1, -2))
     w = w.sub_(w.amax(dim=-3, keepdim=True)).exp_()  # unnormalised softmax over the kinds S
