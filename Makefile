@@ -39,10 +39,12 @@ bench: setup
 	$(BENCH_PY) homography_benchmark.py --name featloc_matcher --max-keypoints 1024
 	$(BENCH_PY) homography_benchmark.py --name featloc_matcher_v2 --max-keypoints 1024 --methods featloc+isnn featloc+sparse featloc+sparse_v2 featloc+sparse_v3 featloc+sparse_v3_exit featloc+sparse_small
 	$(BENCH_PY) matcher_ablation.py
+	$(BENCH_PY) outlier_analysis.py
 	$(BENCH_PY) retrieval_benchmark.py
 	$(BENCH_PY) shift_benchmark.py
 	$(BENCH_PY) relative_pose_benchmark.py
 	$(BENCH_PY) localization_benchmark.py --features rootsift sift featloc:featloc_isnn featloc:featloc_isnn_ratio featloc:featloc_isnn:featloc_isnn_ratio featloc:featloc_isnn:featloc_sparse featloc:featloc_sparse featloc:featloc_isnn:featloc_sparse_v3 featloc:featloc_isnn:featloc_sparse_small
+	$(BENCH_PY) match_against_benchmark.py
 	$(BENCH_PY) fox_localization.py
 	$(BENCH_PY) demo_localization.py
 	$(BENCH_PY) latency_benchmark.py

@@ -135,3 +135,39 @@ def test_learned_features_localize_rolled_queries(demo_small, tmp_path):
                 pos, rot = pose_errors(r.T_map_cam, f.T_world_cam)
                 localized[angle] += int(pos < 0.1 and rot < 2.0)
     assert localized[0] >= 4 and localized[90] >= 4 and localized[180] >= 4, localized
+
+
+def test_matching_against_points_once_each(demo_small, monkeypatch):
+    """match_against="points" (descriptor-only matchers): the query meets each 3D point of the candidates once, with
+    its observation in the first candidate that sees it; the poses agree with matching every keyframe (default)."""
+    vmap = demo_small["map"]
+    by_points = Localizer(vmap, {"match_against": "points"})
+    by_keyframes = Localizer(vmap)
+    assert by_points.match_points and not by_keyframes.match_points
+    cands = [5, 3, 4, 9]
+    rows = by_points._point_rows(cands, [])
+    pts = vmap.point_index[rows]
+    seen = np.concatenate([vmap.point_index[vmap.keyframe_slice(k)] for k in cands])
+    assert len(np.unique(pts)) == len(pts) and set(pts.tolist()) == set(seen.tolist()) and len(pts) < len(seen)
+    row_kf = np.searchsorted(vmap.offsets, rows, side="right") - 1
+    for p, k in zip(pts.tolist(), row_kf.tolist()):  # the first candidate (retrieval order) that sees the point
+        assert k == next(c for c in cands if p in set(vmap.point_index[vmap.keyframe_slice(c)].tolist()))
+    later = by_points._point_rows([9, 10], matched_before=[5, 3, 4])
+    assert not set(vmap.point_index[later].tolist()) & set(vmap.point_index[by_points._point_rows([5, 3, 4], [])].tolist())
+    both = 0
+    for image, cam, T_gt in demo_small["queries"]:
+        a = by_points.localize(image, cam, timestamp=0.0)
+        b = by_keyframes.localize(image, cam, timestamp=0.0)
+        if a.ok and b.ok:
+            both += 1
+            assert np.linalg.norm(a.T_map_cam[:3, 3] - b.T_map_cam[:3, 3]) < 0.02
+            assert pose_errors(a.T_map_cam, T_gt)[0] < 0.05
+    assert both >= 5
+    # a matcher that reads the keypoint layout of each image cannot take points from several keyframes
+    from featloc_ros.matching.nearest_neighbor import NearestNeighbor
+
+    monkeypatch.setattr(NearestNeighbor, "descriptor_only", False)
+    with pytest.raises(ValueError, match="descriptor-only"):
+        Localizer(vmap, {"match_against": "points"})
+    with pytest.raises(ValueError, match="match_against"):
+        Localizer(vmap, {"match_against": "everything"})

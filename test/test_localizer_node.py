@@ -322,6 +322,10 @@ def test_corrupt_map_exits_with_clear_error(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2 and "localizer.matcher" in out and "featloc_isnn_ratio" in out, out
 
+    proc = _run_node({"map_path": str(bad), "localizer.match_against": "everything"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "localizer.match_against" in out and "'keyframes'" in out, out
+
     proc = _run_node({"image_topic": "/x"})  # no map_path at all
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2 and "map_path" in out and "required" in out, out

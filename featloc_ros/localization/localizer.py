@@ -1,8 +1,9 @@
 """Image + camera model -> camera pose in the map frame, with covariance and a status.
 
 Pipeline: local features -> candidate keyframes (VLAD retrieval, plus keyframes near the last pose
-while tracking) -> 2D-3D matches (query features against the map observations of each candidate)
--> pycolmap LO-RANSAC PnP + non-linear refinement -> covariance -> acceptance checks. When no pose is
+while tracking) -> 2D-3D matches (``match_against``: the map observations of each candidate keyframe in turn, or,
+faster, for descriptor-only matchers, the 3D points seen by the candidates once each, with the descriptor of their
+observation in the best-ranked candidate) -> pycolmap LO-RANSAC PnP + non-linear refinement -> covariance -> acceptance checks. When no pose is
 accepted, the next retrieved keyframes are matched too and PnP runs again on all matches (retrieval
 fallback: the keyframe that sees the query is sometimes just below the first candidates, e.g. at night).
 """
@@ -60,6 +61,10 @@ class Localizer:
         "matcher": None,  # None: the map's matcher configuration
         "num_retrieved": 6,  # keyframes from global-descriptor retrieval
         "num_retrieved_fallback": 6,  # no pose accepted: match the next N retrieved keyframes too (0: off)
+        "match_against": "keyframes",  # "keyframes": each candidate's observations in turn (any matcher); "points":
+        #                                the candidates' 3D points once each (descriptor-only matchers; neighbouring
+        #                                keyframes share most points: about half the matching time, at a cost in
+        #                                accuracy: benchmarks/results/match_against.md)
         "num_tracking_candidates": 4,  # keyframes nearest to the last pose while tracking
         "tracking_timeout_s": 3.0,  # use the last pose only if it is at most this old
         "ransac_max_error_px": 8.0,
@@ -81,6 +86,13 @@ class Localizer:
         if need is not None and need != vmap.descriptors.shape[1]:
             raise ValueError(f"Localizer: matcher {self.conf['matcher'] or vmap.manifest['matcher']} needs "
                              f"{need}-d descriptors, the map has {vmap.descriptors.shape[1]}-d ones")
+        mode = self.conf["match_against"]
+        if mode not in ("points", "keyframes"):
+            raise ValueError(f"Localizer: match_against must be 'keyframes' or 'points', got {mode!r}")
+        if mode == "points" and not self.matcher.descriptor_only:
+            raise ValueError(f"Localizer: match_against='points' needs a descriptor-only matcher; "
+                             f"{type(self.matcher).__name__} uses each image's keypoint layout (use 'keyframes')")
+        self.match_points = mode == "points"
         self.vlad = VLAD(vmap.codebook, vmap.retrieval_columns)
         self._kf_features = [
             Features(vmap.keypoints[vmap.keyframe_slice(k)], np.ones(vmap.offsets[k + 1] - vmap.offsets[k], np.float32),
@@ -154,7 +166,7 @@ class Localizer:
             cands = self.candidates(feats, now, order)
             lap("retrieve")
             best: dict[int, tuple[float, int]] = {}  # query keypoint -> (score, point index)
-            self._match_keyframes(feats, cands, best)
+            self._match(feats, cands, best, [])
             lap("match")
             result = self._solve(feats, camera, cands, best, result, lap)
             n_fallback = self.conf["num_retrieved_fallback"]
@@ -162,7 +174,7 @@ class Localizer:
                 start = self.conf["num_retrieved"]
                 extra = [k for k in order[start:start + n_fallback] if k not in cands]
                 if extra:
-                    self._match_keyframes(feats, extra, best)
+                    self._match(feats, extra, best, cands)
                     lap("match")
                     first_reason = result.reason
                     result = self._solve(feats, camera, cands + extra, best, result, lap)
@@ -173,17 +185,38 @@ class Localizer:
         timings["total"] = time.perf_counter() - t0
         return result
 
-    def _match_keyframes(self, feats: Features, keyframes: list[int], best: dict[int, tuple[float, int]]) -> None:
-        """Match the query against each keyframe's map observations; ``best`` keeps, per query keypoint, the
-        3D point of its highest-scoring match."""
+    def _match(self, feats: Features, keyframes: list[int], best: dict[int, tuple[float, int]],
+               matched_before: list[int]) -> None:
+        """Match the query against the map seen by ``keyframes`` (``match_against``); ``best`` keeps, per query
+        keypoint, the 3D point of its highest-scoring match. ``matched_before``: keyframes whose points were already
+        matched (points mode: those points are not matched again)."""
+        if self.match_points:
+            rows = self._point_rows(keyframes, matched_before)
+            if len(rows):
+                m = self.matcher(feats, Features(self.map.keypoints[rows], np.ones(len(rows), np.float32),
+                                                 self.map.descriptors[rows], self._kf_features[keyframes[0]].image_size))
+                self._keep_best(best, m, self.map.point_index[rows[m.indices[:, 1]]])
+            return
         for k in keyframes:
             m = self.matcher(feats, self._kf_features[k])
-            if len(m) == 0:
-                continue
-            pts = self.map.point_index[self.map.offsets[k] + m.indices[:, 1]]
-            for q, p, s in zip(m.indices[:, 0].tolist(), pts.tolist(), m.scores.tolist()):
-                if q not in best or s > best[q][0]:
-                    best[q] = (s, p)
+            self._keep_best(best, m, self.map.point_index[self.map.offsets[k] + m.indices[:, 1]])
+
+    def _point_rows(self, keyframes: list[int], matched_before: list[int]) -> np.ndarray:
+        """Observation rows, one per 3D point seen by ``keyframes``: the point's observation in the first of them
+        that sees it (retrieval order: the most similar view first); points seen by ``matched_before`` left out."""
+        rows = np.concatenate([np.arange(self.map.offsets[k], self.map.offsets[k + 1]) for k in keyframes])
+        _, first = np.unique(self.map.point_index[rows], return_index=True)
+        rows = rows[np.sort(first)]
+        if matched_before:
+            before = np.concatenate([self.map.point_index[self.map.keyframe_slice(k)] for k in matched_before])
+            rows = rows[~np.isin(self.map.point_index[rows], before)]
+        return rows
+
+    @staticmethod
+    def _keep_best(best: dict[int, tuple[float, int]], m, points: np.ndarray) -> None:
+        for q, p, s in zip(m.indices[:, 0].tolist(), points.tolist(), m.scores.tolist()):
+            if q not in best or s > best[q][0]:
+                best[q] = (s, p)
 
     def _solve(self, feats: Features, camera: Camera, keyframes: list[int], best: dict[int, tuple[float, int]],
                previous: LocalizationResult, lap) -> LocalizationResult:

@@ -26,7 +26,11 @@ class Matches:
 
 
 class Matcher(Configurable):
-    """Base class: subclasses set ``default_conf`` and implement ``_match(feats0, feats1) -> Matches``."""
+    """Base class: subclasses set ``default_conf`` and implement ``_match(feats0, feats1) -> Matches``.
+    ``descriptor_only``: the matches depend on the descriptors alone (not on the keypoint layout of each image), so
+    a set may gather observations from several images (the localizer matches a query against map points)."""
+
+    descriptor_only = False
 
     def __call__(self, feats0: Features, feats1: Features) -> Matches:
         if len(feats0) == 0 or len(feats1) == 0:

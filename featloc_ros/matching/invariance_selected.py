@@ -84,6 +84,7 @@ def invariance_selected_match(desc0: np.ndarray, desc1: np.ndarray, num_kinds: i
     col_best = np.full(n1, np.inf, np.float32)
     nn10 = np.zeros(n1, np.int64)
     bound = meta_norm_bound(m0, m1)
+    ratio_test = 0 < ratio < 1 and n1 >= 2
     for start in range(0, n0, block):
         stop = min(start + block, n0)
         d = selected_distance_matrix(l0[:, start:stop], l1, m0[:, start:stop], m1, bound)  # (b, N1)
@@ -91,14 +92,14 @@ def invariance_selected_match(desc0: np.ndarray, desc1: np.ndarray, num_kinds: i
         j = np.argmin(d, axis=1)
         nn01[start:stop] = j
         best[start:stop] = d[rows, j]
-        if n1 >= 2:
+        if ratio_test:
             second[start:stop] = np.partition(d, 1, axis=1)[:, 1]
         i = np.argmin(d, axis=0)
         better = d[i, np.arange(n1)] < col_best
         col_best[better] = d[i, np.arange(n1)][better]
         nn10[better] = i[better] + start
     keep = np.ones(n0, bool)
-    if 0 < ratio < 1 and n1 >= 2:
+    if ratio_test:
         keep &= best <= ratio * second
     if max_distance > 0:
         keep &= best <= max_distance
@@ -110,6 +111,7 @@ def invariance_selected_match(desc0: np.ndarray, desc1: np.ndarray, num_kinds: i
 
 
 class InvarianceSelectedNN(Matcher):
+    descriptor_only = True
     default_conf = {"ratio_threshold": 0.0, "mutual_check": True, "distance_threshold": 0.0,
                     "num_kinds": 4, "local_dim": 64, "meta_dim": 16, "block_size": 256}
 

@@ -36,6 +36,7 @@ def nearest_neighbor_match(desc0: np.ndarray, desc1: np.ndarray, ratio: float = 
 
 
 class NearestNeighbor(Matcher):
+    descriptor_only = True
     default_conf = {"ratio_threshold": 0.8, "mutual_check": True, "distance_threshold": 0.0}
 
     def _match(self, feats0: Features, feats1: Features) -> Matches:

@@ -342,6 +342,10 @@ class LocalizerNode(Node):
         p["localizer.matcher"] = d("localizer.matcher", "",
                                    "Registry matcher for query-to-keyframe matching; empty: the map's matcher. "
                                    "E.g. featloc_isnn_ratio for a map built with featloc_isnn.")
+        p["localizer.match_against"] = d("localizer.match_against", "keyframes",
+                                         "2D-3D matching: 'keyframes' (each candidate's observations in turn; any "
+                                         "matcher) or 'points' (the candidate keyframes' 3D points once each; "
+                                         "descriptor-only matchers; about half the matching time, less accurate).")
         if not p["map_path"]:
             raise ConfigError("parameter 'map_path' is required (the map directory written by featloc_build_map), "
                               "e.g. --ros-args -p map_path:=/path/to/map")
@@ -365,6 +369,9 @@ class LocalizerNode(Node):
         if p["localizer.matcher"] and p["localizer.matcher"] not in matcher_confs:
             raise ConfigError(f"parameter 'localizer.matcher' must be empty (the map's matcher) or one of "
                               f"{sorted(matcher_confs)}, got {p['localizer.matcher']!r}")
+        if p["localizer.match_against"] not in ("keyframes", "points"):
+            raise ConfigError(f"parameter 'localizer.match_against' must be 'keyframes' or 'points', "
+                              f"got {p['localizer.match_against']!r}")
         if p["localizer.ransac_max_error_px"] <= 0:
             raise ConfigError("parameter 'localizer.ransac_max_error_px' must be > 0")
         self.params = p
@@ -375,6 +382,7 @@ class LocalizerNode(Node):
         conf = {key: p["localizer." + key] for key in LOCALIZER_PARAMS}
         if p["localizer.matcher"]:
             conf["matcher"] = p["localizer.matcher"]
+        conf["match_against"] = p["localizer.match_against"]
         try:
             self.localizer = Localizer.from_map_dir(p["map_path"], conf)
         except MapFormatError as e:
