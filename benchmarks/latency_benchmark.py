@@ -115,18 +115,25 @@ PAIR_MATCHERS = ("featloc_isnn", "featloc_isnn_ratio", "featloc_sparse", "featlo
                  "featloc_sparse_small_onnx")
 
 
-def pair_worker(work: Path, max_keypoints: int, warmup: int) -> dict:
-    """Runs in a fresh process: FeatLoc features (ONNX Runtime) of the query frames, then each of our matchers on
-    the pairs of consecutive frames (the peers' protocol): per-pair matching times."""
+def query_pair_features(work: Path, max_keypoints: int) -> list:
+    """FeatLoc features (ONNX Runtime, THREADS threads) of the query frames -> the pairs of consecutive frames
+    (the peers' protocol)."""
     cv2.setNumThreads(THREADS)
     from featloc_ros.features import create_extractor
-    from featloc_ros.matching import create_matcher
 
     ext = create_extractor({**FEATLOC_CONF, "max_keypoints": max_keypoints, "resize_max": 0,
                             "backend": "onnxruntime", "num_threads": THREADS})
     feats = [ext(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB))
              for p in sorted((work / "queries").glob("*.jpg"))]
-    pairs = list(zip(feats[:-1], feats[1:]))
+    return list(zip(feats[:-1], feats[1:]))
+
+
+def pair_worker(work: Path, max_keypoints: int, warmup: int) -> dict:
+    """Runs in a fresh process: each of our matchers on the pairs of consecutive query frames
+    (``query_pair_features``): per-pair matching times."""
+    from featloc_ros.matching import create_matcher
+
+    pairs = query_pair_features(work, max_keypoints)
     out = {}
     for name in PAIR_MATCHERS:
         try:

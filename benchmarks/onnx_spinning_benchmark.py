@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from common import markdown_table, write_results  # noqa: E402
-from latency_benchmark import FEATLOC_CONF, STAGES, THREADS, learned_available, render_inputs, stats
+from latency_benchmark import STAGES, THREADS, learned_available, query_pair_features, render_inputs, stats
 
 from featloc_ros.matching import confs as matcher_confs
 
@@ -39,15 +39,9 @@ MATCHER = "featloc_sparse_small_onnx"
 def pair_worker(work: Path, max_keypoints: int, warmup: int, spinning: bool) -> dict:
     """Fresh process: FeatLoc features (ONNX Runtime) of the query frames, then the small sparse-attention matcher
     (ONNX Runtime) on consecutive frames, back to back -> per-pair times (ms)."""
-    cv2.setNumThreads(THREADS)
-    from featloc_ros.features import create_extractor
     from featloc_ros.matching import create_matcher
 
-    ext = create_extractor({**FEATLOC_CONF, "max_keypoints": max_keypoints, "resize_max": 0,
-                            "backend": "onnxruntime", "num_threads": THREADS})
-    feats = [ext(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB))
-             for p in sorted((work / "queries").glob("*.jpg"))]
-    pairs = list(zip(feats[:-1], feats[1:]))
+    pairs = query_pair_features(work, max_keypoints)
     matcher = create_matcher({**matcher_confs[MATCHER], "num_threads": THREADS, "onnx_spinning": spinning})
     times = []
     for i, (f0, f1) in enumerate([pairs[0]] * warmup + pairs):
