@@ -145,6 +145,16 @@ def test_ground_truth_from_a_homography():
     gt0, gt1 = ground_truth_matches(kp0, kp1, v0, v1, H, inside, torch.ones(1, 4, dtype=torch.bool), 2.0, 5.0)
     assert gt0.tolist() == [[0, IGNORE, UNMATCHED, UNMATCHED]]
     assert gt1.tolist() == [[0, IGNORE, UNMATCHED, IGNORE]]
+    # near misses (data.near_miss_radius): no true match, a keypoint of the other image within the radius
+    from featloc_ros.training.matcher_data import near_misses
+
+    ones = torch.ones(1, 4, dtype=torch.bool)
+    p0, p1 = kp0 + torch.tensor([10.0, 0]), kp1 - torch.tensor([10.0, 0])
+    near0, near1 = near_misses(kp0, kp1, p0, p1, v0, v1, inside, ones, gt0, gt1, 10.0)
+    assert near0.tolist() == [[False, True, False, False]]  # kp0[1]: 3 px off; kp0[3] leaves image 1
+    assert near1.tolist() == [[False, True, False, False]]  # kp1[3] is padding
+    assert not near_misses(kp0, kp1, p0, p1, v0, v1, inside, ones, gt0, gt1, 2.5)[0].any()
+    assert not near_misses(kp0, kp1, p0, p1, v0, v1, inside, ones, gt0, gt1, 0.0)[0].any()
 
 
 def _onnx_missing():

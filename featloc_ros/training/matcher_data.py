@@ -27,6 +27,9 @@ DEFAULT_MATCHER_DATA_CONF = {
     "detection_threshold": 0.01,
     "match_radius": 3.0,  # px
     "unmatched_radius": 5.0,  # px
+    "near_miss_radius": 0.0,  # px; > 0: a keypoint without a true match whose nearest keypoint of the other image is
+    #                           within this radius of its projection is a near miss (batch "near0" / "near1": the
+    #                           keypoints a matcher could pair a few pixels off; loss.weights.near_miss)
     "rendered_fraction": 0.0,  # share of the samples that are rendered non-planar pairs (0: homographic only)
     "rendered": {},  # rendered_pairs.RenderedPairs settings (rooms, baseline, roll, night, ...)
     "rendered_pool": 600,  # distinct rendered pairs (sample i uses pair i mod pool; each is rendered once, ~0.5 s,
@@ -69,6 +72,19 @@ def ground_truth_from_projections(kp0: torch.Tensor, kp1: torch.Tensor, p0: torc
         return torch.where(valid, out, torch.full_like(nearest, IGNORE))
 
     return label(dist0, j, mutual0, valid0, inside1), label(dist1, i, mutual1, valid1, inside0)
+
+
+def near_misses(kp0, kp1, p0, p1, valid0, valid1, inside1, inside0, gt0, gt1, radius: float
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keypoints without a true match (gt < 0) whose projection (p0: kp0 in image 1, p1: kp1 in image 0) has a
+    valid keypoint of the other image within ``radius`` px -> near0 (B,N), near1 (B,M) bool (all False for
+    radius <= 0)."""
+    if radius <= 0:
+        return torch.zeros_like(valid0), torch.zeros_like(valid1)
+    big = 1e6
+    d0 = (torch.cdist(p0, kp1) + (~valid1)[:, None, :] * big).amin(2)
+    d1 = (torch.cdist(kp0, p1) + (~valid0)[:, :, None] * big).amin(1)
+    return (valid0 & inside1 & (gt0 < 0) & (d0 <= radius)), (valid1 & inside0 & (gt1 < 0) & (d1 <= radius))
 
 
 class MatcherPairs:
@@ -156,7 +172,8 @@ class MatcherPairs:
                 inside1[i], inside0[i] = torch.from_numpy(vis1), torch.from_numpy(vis0)
         gt0, gt1 = ground_truth_from_projections(kp0, kp1, p0, p1, v0, v1, inside1, inside0, c["match_radius"],
                                                  c["unmatched_radius"])
-        return {"keypoints0": kp0, "keypoints1": kp1, "valid0": v0, "valid1": v1,
+        near0, near1 = near_misses(kp0, kp1, p0, p1, v0, v1, inside1, inside0, gt0, gt1, float(c["near_miss_radius"]))
+        return {"near0": near0, "near1": near1,"keypoints0": kp0, "keypoints1": kp1, "valid0": v0, "valid1": v1,
                 "image_size0": size, "image_size1": size,
                 "local0": out["local"][:n], "local1": out["local"][n:], "meta0": out["meta"][:n],
                 "meta1": out["meta"][n:], "gt0": gt0, "gt1": gt1,

@@ -9,7 +9,9 @@ from __future__ import annotations
 from ..nn.sparse_matcher import SparseMatcher, assignment_loss, export_onnx, save_architecture
 from .matcher_data import DEFAULT_MATCHER_DATA_CONF, MatcherPairs
 
-DEFAULT_MATCHER_LOSS_CONF = {"weights": {"nll": 1.0, "matchability": 0.5}}
+DEFAULT_MATCHER_LOSS_CONF = {"weights": {"nll": 1.0, "matchability": 0.5,
+                                         "near_miss": 0.0}}  # > 0 (with data.near_miss_radius): + w * mean -log P
+#                                                              (unmatched) of the near-miss keypoints
 
 DEFAULT_MATCHER_EXPORT_CONF = {
     "weights": None,  # state dict; relative paths are relative to the repository root; None: <out>/model.pt
@@ -36,7 +38,7 @@ class MatcherTask:
     save_architecture = staticmethod(save_architecture)  # weights file -> its architecture file
     sections = {"data": DEFAULT_MATCHER_DATA_CONF, "loss": DEFAULT_MATCHER_LOSS_CONF,
                 "export": DEFAULT_MATCHER_EXPORT_CONF}
-    panels = [("total", ["total"]), ("assignment NLL", ["nll", "final_nll", "matched", "unmatched"]),
+    panels = [("total", ["total"]), ("assignment NLL", ["nll", "final_nll", "matched", "unmatched", "near_miss"]),
               ("matchability BCE", ["matchability"]),
               ("precision", ["precision", "nn_precision"]), ("recall", ["recall", "nn_recall"]),
               ("ground truth", ["gt_match_fraction"])]
@@ -64,6 +66,10 @@ class MatcherTask:
         losses = assignment_loss(out, batch["gt0"], batch["gt1"])
         w = conf["loss"]["weights"]
         total = w["nll"] * losses["nll"] + w["matchability"] * losses["matchability"]
+        if w.get("near_miss", 0.0) > 0:
+            near = torch.cat([out["log_unmatched0"][batch["near0"]], out["log_unmatched1"][batch["near1"]]])
+            losses["near_miss"] = -near.mean() if near.numel() else total * 0
+            total = total + w["near_miss"] * losses["near_miss"]
         logs = {k: float(v.detach()) for k, v in losses.items()}
         with torch.no_grad():
             logs["precision"], logs["recall"] = match_quality(out["matches0"], batch["gt0"])
