@@ -37,6 +37,12 @@ FEATLOC_CONF = {"name": "featloc", "descriptor": "selected", "max_keypoints": 20
 FEATLOC_MATCHER = "featloc_isnn"
 
 
+def thread_env() -> dict:
+    """The environment of a worker process: this one's, with the BLAS/OpenMP pools at THREADS threads."""
+    return dict(os.environ, OMP_NUM_THREADS=str(THREADS), OPENBLAS_NUM_THREADS=str(THREADS),
+                MKL_NUM_THREADS=str(THREADS))
+
+
 def learned_available() -> str | None:
     """None if the shipped FeatLoc weights load, else the reason."""
     from featloc_ros.features import create_extractor
@@ -194,7 +200,7 @@ def main(argv=None) -> int:
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
     results = {"ours": {}, "peers": {}}
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), OPENBLAS_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
+    env = thread_env()
     no_learned = learned_available()
     pipelines = {"rootsift+mnn_ratio (OpenCV, numpy, pycolmap)": ("sift", kp_list)}
     if no_learned is None:

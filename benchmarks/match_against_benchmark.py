@@ -81,10 +81,10 @@ def main(argv=None) -> int:
         for label, by_setting in by_method.items():
             for setting, s in by_setting.items():
                 rec = " / ".join(f"{v:.2f}" for v in s["recall"].values())
+                pos, rot = s.get("median_position_error"), s.get("median_rotation_error_deg")
                 rows.append([label, setting, f"{s['num_localized']}/{s['num_frames']}", rec,
-                             f"{s['median_position_error']:.4g}" if s.get("median_position_error") is not None else "–",
-                             f"{s['median_rotation_error_deg']:.3g}" if s.get("median_rotation_error_deg") is not None
-                             else "–", f"{s['median_match_ms']:.0f}"])
+                             "–" if pos is None else f"{pos:.4g}", "–" if rot is None else f"{rot:.3g}",
+                             f"{s['median_match_ms']:.0f}"])
         md += [f"\n## {set_name}\n", markdown_table(["method", "match against", "localized", "recall",
                                                      "median position error", "median rotation error (deg)",
                                                      "match ms"], rows)]

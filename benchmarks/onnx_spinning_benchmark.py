@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,8 @@ import cv2
 import numpy as np
 
 from common import markdown_table, write_results  # noqa: E402
-from latency_benchmark import STAGES, THREADS, learned_available, query_pair_features, render_inputs, stats
+from latency_benchmark import (STAGES, THREADS, learned_available, query_pair_features, render_inputs, stats,
+                               thread_env)
 
 from featloc_ros.matching import confs as matcher_confs
 
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     if missing:
         print(f"skipped: {missing}")
         return 0
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), OPENBLAS_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
+    env = thread_env()
     here = Path(__file__).resolve().parent
     raw = {label: {} for label in PIPELINES}
     raw_pairs = {"matcher spinning on (default)": [], "matcher spinning off": []}

@@ -152,8 +152,8 @@ def test_matching_against_points_once_each(demo_small, monkeypatch):
     row_kf = np.searchsorted(vmap.offsets, rows, side="right") - 1
     for p, k in zip(pts.tolist(), row_kf.tolist()):  # the first candidate (retrieval order) that sees the point
         assert k == next(c for c in cands if p in set(vmap.point_index[vmap.keyframe_slice(c)].tolist()))
-    later = by_points._point_rows([9, 10], matched_before=[5, 3, 4])
-    assert not set(vmap.point_index[later].tolist()) & set(vmap.point_index[by_points._point_rows([5, 3, 4], [])].tolist())
+    later = vmap.point_index[by_points._point_rows([9, 10], matched_before=[5, 3, 4])]
+    assert not set(later.tolist()) & set(vmap.point_index[by_points._point_rows([5, 3, 4], [])].tolist())
     both = 0
     for image, cam, T_gt in demo_small["queries"]:
         a = by_points.localize(image, cam, timestamp=0.0)

@@ -3,9 +3,10 @@
 Pipeline: local features -> candidate keyframes (VLAD retrieval, plus keyframes near the last pose
 while tracking) -> 2D-3D matches (``match_against``: the map observations of each candidate keyframe in turn, or,
 faster, for descriptor-only matchers, the 3D points seen by the candidates once each, with the descriptor of their
-observation in the best-ranked candidate) -> pycolmap LO-RANSAC PnP + non-linear refinement -> covariance -> acceptance checks. When no pose is
-accepted, the next retrieved keyframes are matched too and PnP runs again on all matches (retrieval
-fallback: the keyframe that sees the query is sometimes just below the first candidates, e.g. at night).
+observation in the best-ranked candidate) -> pycolmap LO-RANSAC PnP + non-linear refinement -> covariance ->
+acceptance checks. When no pose is accepted, the next retrieved keyframes are matched too and PnP runs again on
+all matches (retrieval fallback: the keyframe that sees the query is sometimes just below the first candidates,
+e.g. at night).
 """
 
 from __future__ import annotations
@@ -193,8 +194,9 @@ class Localizer:
         if self.match_points:
             rows = self._point_rows(keyframes, matched_before)
             if len(rows):
-                m = self.matcher(feats, Features(self.map.keypoints[rows], np.ones(len(rows), np.float32),
-                                                 self.map.descriptors[rows], self._kf_features[keyframes[0]].image_size))
+                points = Features(self.map.keypoints[rows], np.ones(len(rows), np.float32), self.map.descriptors[rows],
+                                  self._kf_features[keyframes[0]].image_size)
+                m = self.matcher(feats, points)
                 self._keep_best(best, m, self.map.point_index[rows[m.indices[:, 1]]])
             return
         for k in keyframes:

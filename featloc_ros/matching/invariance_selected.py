@@ -53,8 +53,9 @@ def selected_distance_matrix(local0: np.ndarray, local1: np.ndarray, meta0: np.n
         from ..nn.featloc_net import selected_distance_inference
 
         with torch.inference_mode():
-            return selected_distance_inference(*(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-                                                 for a in (local0, local1, meta0, meta1)), meta_bound=meta_bound).numpy()
+            tensors = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+                       for a in (local0, local1, meta0, meta1)]
+            return selected_distance_inference(*tensors, meta_bound=meta_bound).numpy()
     dist = np.matmul(local0, local1.transpose(0, 2, 1))  # cosine
     dist *= -2.0
     dist += 2.0

@@ -173,8 +173,8 @@ class MatcherPairs:
         gt0, gt1 = ground_truth_from_projections(kp0, kp1, p0, p1, v0, v1, inside1, inside0, c["match_radius"],
                                                  c["unmatched_radius"])
         near0, near1 = near_misses(kp0, kp1, p0, p1, v0, v1, inside1, inside0, gt0, gt1, float(c["near_miss_radius"]))
-        return {"near0": near0, "near1": near1,"keypoints0": kp0, "keypoints1": kp1, "valid0": v0, "valid1": v1,
-                "image_size0": size, "image_size1": size,
+        return {"keypoints0": kp0, "keypoints1": kp1, "valid0": v0, "valid1": v1,
+                "image_size0": size, "image_size1": size, "near0": near0, "near1": near1,
                 "local0": out["local"][:n], "local1": out["local"][n:], "meta0": out["meta"][:n],
                 "meta1": out["meta"][n:], "gt0": gt0, "gt1": gt1,
                 "rendered": torch.tensor([s["geometry"] == "depth" for s in samples])}
