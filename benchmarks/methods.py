@@ -7,6 +7,7 @@ OpenCV ORB is built here; pretrained peers run in their own venv (benchmarks/pee
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -28,6 +29,10 @@ class RegistryMethod:
     """An extractor + matcher from the featloc registries (our pipeline and the SIFT baselines)."""
 
     kind = "featloc registry"
+    # None, or a dict shared by every method: features kept per (extractor, max_keypoints, image) so that methods
+    # with the same extractor extract each image once (the extraction times are then those of the first method:
+    # only for benchmarks that do not report them)
+    feature_cache: dict | None = None
 
     def __init__(self, name: str, features: str, matcher: str | dict):
         self.name, self.features, self.matcher_name = name, features, matcher
@@ -43,15 +48,24 @@ class RegistryMethod:
         out = []
         for im0, im1 in pairs:
             t0 = time.perf_counter()
-            f0 = ext(im0)
+            f0 = self._extract(ext, im0, max_keypoints)
             t1 = time.perf_counter()
-            f1 = ext(im1)
+            f1 = self._extract(ext, im1, max_keypoints)
             t2 = time.perf_counter()
             m = matcher(f0, f1)
             t3 = time.perf_counter()
             out.append({"keypoints0": f0.keypoints, "keypoints1": f1.keypoints, "matches": m.indices,
                         "extract_ms0": 1e3 * (t1 - t0), "extract_ms1": 1e3 * (t2 - t1), "match_ms": 1e3 * (t3 - t2)})
         return out
+
+
+    def _extract(self, ext, image: np.ndarray, max_keypoints: int):
+        if self.feature_cache is None:
+            return ext(image)
+        key = (self.features, max_keypoints, image.shape, hashlib.sha1(image.tobytes()).hexdigest())
+        if key not in self.feature_cache:
+            self.feature_cache[key] = ext(image)
+        return self.feature_cache[key]
 
 
 class OrbMethod:
@@ -114,8 +128,9 @@ OURS = {
     "featloc+sparse_v3": ("featloc", "featloc_sparse_v3"),  # v2 + deep supervision, every layer
     "featloc+sparse_v3_exit": ("featloc", "featloc_sparse_v3_exit"),  # the same weights with the early exit
 }
-# "featloc+sparse@<weights.pt>": FeatLoc features + the sparse-attention matcher with an experiment's weights (the
-# architecture file next to them; a relative path is relative to the working directory), named featloc+<file stem>
+# "featloc+sparse@<weights.pt>[:<threshold>]": FeatLoc features + the sparse-attention matcher with an experiment's
+# weights (the architecture file next to them; a relative path is relative to the working directory) and optionally
+# another match confidence threshold, named featloc+<file stem>[@<threshold>]
 TRAINED_MATCHER_PREFIX = "featloc+sparse@"
 # the matcher against invariance-selected mutual NN (with and without the ratio test) on the same keypoints
 MATCHER_METHODS = ["featloc+sparse", "featloc+sparse_as_dense", "featloc+isnn", "featloc+isnn_ratio",
@@ -125,6 +140,17 @@ FEATLOC_ABLATION_METHODS = ["featloc+isnn", "featloc_concat+mnn", "featloc_rv_iv
                             "featloc_rv_ii+mnn", "featloc_ri_ii+mnn", "sift+mnn", "rootsift+mnn_ratio", "xfeat_mnn"]
 DEFAULT_METHODS = ["rootsift+mnn_ratio", "sift+mnn_ratio", "orb+hamming_mnn", "xfeat_mnn", "xfeat_lighterglue",
                    "aliked_lightglue", "disk_lightglue"]
+
+
+def trained_matcher_spec(spec: str) -> tuple[Path, float | None]:
+    """"<weights.pt>" or "<weights.pt>:<threshold>" -> (path, threshold or None)."""
+    path, sep, tail = spec.rpartition(":")
+    if sep:
+        try:
+            return Path(path), float(tail)
+        except ValueError:
+            pass
+    return Path(spec), None
 
 
 def resolve_methods(names: list[str]) -> tuple[list, dict[str, str]]:
@@ -140,12 +166,15 @@ def resolve_methods(names: list[str]) -> tuple[list, dict[str, str]]:
                 continue
             methods.append(method)
         elif name.startswith(TRAINED_MATCHER_PREFIX):  # an experiment's sparse-matcher weights (e.g. under runs/)
-            path = Path(name[len(TRAINED_MATCHER_PREFIX):])
+            path, threshold = trained_matcher_spec(name[len(TRAINED_MATCHER_PREFIX):])
             if not path.is_file():
                 skipped[name] = f"matcher weights {path} not found (train them first)"
                 continue
-            methods.append(RegistryMethod(f"featloc+{path.stem}", "featloc",
-                                          {"name": "sparse_attention", "weights": str(path.resolve())}))
+            conf = {"name": "sparse_attention", "weights": str(path.resolve())}
+            if threshold is not None:
+                conf["filter_threshold"] = threshold
+            methods.append(RegistryMethod(f"featloc+{path.stem}" + ("" if threshold is None else f"@{threshold:g}"),
+                                          "featloc", conf))
         elif name == OrbMethod.name:
             methods.append(OrbMethod())
         elif name in PEER_METHODS:

@@ -6,7 +6,7 @@ outliers > 10 px, every match > 3 px, or also the imprecise correct ones > 1.5 p
 
 Same sets, estimator (OpenCV MAGSAC, 3 px) and corner-error AUC as homography_benchmark.py. A method whose
 outliers are mostly far is hardly hurt by them; near misses sit inside MAGSAC's scale and bend the estimate.
-Writes results/outlier_analysis.{json,md}.
+Writes results/<--name>.{json,md} (default outlier_analysis).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from common import markdown_table, write_results  # noqa: E402
 from homography_benchmark import build_sets
-from methods import resolve_methods
+from methods import RegistryMethod, resolve_methods
 
 from featloc_ros.evaluation.homography import auc, corner_error, project
 
@@ -47,7 +47,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=["featloc+isnn", "featloc+sparse_small"])
     p.add_argument("--max-keypoints", type=int, default=1024)
+    p.add_argument("--name", default="outlier_analysis", help="results file name (e.g. for an experiment)")
     args = p.parse_args(argv)
+    RegistryMethod.feature_cache = {}  # no times reported here: methods with the same extractor share features
     sets, missing = build_sets(False)
     methods, skipped = resolve_methods(args.methods)
     if not sets or not methods:
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
         md += [f"\n## {set_name} ({len(sets[set_name])} pairs)\n",
                markdown_table(["method", *[f"{b} px" for b in BIN_NAMES],
                                *[f"AUC@3 -{k.split(' (')[0]}" for k in REMOVALS]], rows)]
-    write_results("outlier_analysis", {"settings": vars(args), "results": results, "skipped": skipped}, "\n".join(md))
+    write_results(args.name, {"settings": vars(args), "results": results, "skipped": skipped}, "\n".join(md))
     return 0
 
 

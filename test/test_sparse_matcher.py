@@ -85,6 +85,32 @@ def test_every_term_learns_and_the_ablation_switches_remove_them():
         SparseMatcher({"attention": "linear"})
 
 
+def test_similarity_prior_puts_the_descriptor_evidence_in_the_assignment():
+    """With the network's own scores and matchability silenced, the prior alone decides: the mutual argmax is the
+    mutual nearest neighbour of the weighted per-kind cosines (the 25 noisy copies are paired); without the prior
+    every pair scores the same and nothing is matched. The prior weights get a gradient."""
+    d = _data()
+
+    def silenced(**conf):
+        net = _net(**conf)
+        with torch.no_grad():
+            for lin in (net.final_proj, net.final_matchability):
+                lin.weight.zero_()
+                lin.bias.fill_(10.0 if lin is net.final_matchability else 0.0)
+        return net
+
+    net = silenced(similarity_prior=True)
+    with torch.no_grad():
+        net.prior_weights.fill_(25.0)
+        out = net(d)
+    assert torch.equal(out["matches0"][0, :25], torch.arange(25))
+    assert (silenced()(d)["matches0"] == -1).all()
+    net.train()
+    gt0, gt1 = _gt(b=1)
+    assignment_loss(net(d), gt0, gt1)["nll"].backward()
+    assert net.prior_weights.grad is not None and net.prior_weights.grad.abs().sum() > 0
+
+
 def _gt(b=2, n=60, m=50, common=25):
     gt0 = torch.full((b, n), UNMATCHED)
     gt0[:, :common] = torch.arange(common)
@@ -169,6 +195,8 @@ def test_onnx_export_with_dynamic_keypoint_counts(tmp_path):
     if reason:
         pytest.skip(reason)
     res = export_onnx(_net(), tmp_path / "m.onnx")
+    assert res["matches"] > 20 and res["same_matches"] == 1.0 and res["max_abs_diff"] < 1e-4, res
+    res = export_onnx(_net(similarity_prior=True), tmp_path / "prior.onnx")
     assert res["matches"] > 20 and res["same_matches"] == 1.0 and res["max_abs_diff"] < 1e-4, res
     # with early exit on, the graph runs every layer (data-dependent depth does not export)
     res = export_onnx(_net(deep_supervision=True, early_exit=True, exit_min_layers=1, exit_confidence=1e-9),
@@ -269,8 +297,8 @@ def test_registry_weights_by_shipped_file_name():
 
 
 def test_benchmark_method_for_experiment_weights(tmp_path):
-    """benchmarks/methods.py: "featloc+sparse@<weights>" runs an experiment's matcher weights (e.g. under runs/), named
-    after the file, and is skipped with the reason when the file is missing."""
+    """benchmarks/methods.py: "featloc+sparse@<weights>[:<threshold>]" runs an experiment's matcher weights (e.g.
+    under runs/), named after the file, and is skipped with the reason when the file is missing."""
     from benchmarks.methods import TRAINED_MATCHER_PREFIX, resolve_methods
     from featloc_ros.matching.sparse_attention import resolve_model_file
 
@@ -280,3 +308,6 @@ def test_benchmark_method_for_experiment_weights(tmp_path):
     assert [m.name for m in methods] == ["featloc+featloc_matcher_small_v1"]
     assert methods[0].matcher_name == {"name": "sparse_attention", "weights": str(weights.resolve())}
     assert "missing.pt not found" in skipped[TRAINED_MATCHER_PREFIX + str(tmp_path / "missing.pt")]
+    methods, _ = resolve_methods([TRAINED_MATCHER_PREFIX + str(weights) + ":0.05"])  # another match threshold
+    assert [m.name for m in methods] == ["featloc+featloc_matcher_small_v1@0.05"]
+    assert methods[0].matcher_name["filter_threshold"] == 0.05

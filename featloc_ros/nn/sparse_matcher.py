@@ -22,7 +22,10 @@ computed on the mined pairs only. ``attention: dense`` attends to everything wit
 
 Assignment (as LightGlue): S_ij = f_i.f_j / sqrt(c); log P_ij = log_softmax_j S + log_softmax_i S + log sigma(z_i)
 + log sigma(z_j) with z the final matchability logits, log P_i,dustbin = log sigma(-z_i). Matches: mutual
-argmax of log P with P > ``filter_threshold``; confidence P_ij.
+argmax of log P with P > ``filter_threshold``; confidence P_ij. With ``similarity_prior`` the scores get the
+descriptors' own evidence as a residual base, S_ij += sum_s w_s cos_s(i, j) (learned weights w of the S per-kind
+cosines, already computed for the mining): the network learns only where plain similarity is wrong (the dense
+invariance-selected similarity would cost an N x M x S softmax, about as much as the rest of the small model).
 
 Early exit (``early_exit``, PyTorch only; needs weights trained with ``deep_supervision``, i.e. with the
 assignment loss after every layer, so that the shared assignment head is meaningful on intermediate features):
@@ -214,6 +217,7 @@ class SparseMatcher(nn.Module):
         "similarity_bias": True,  # invariance-selected similarity on the cross-attention logits
         "position_bias": True,  # learned function of the relative position on the self-attention logits
         "matchability": True,  # matchability bias on the logits + rescaled values
+        "similarity_prior": False,  # + learned weighted sum of the per-kind cosines on the assignment scores
         "filter_threshold": 0.1,  # match confidence threshold
         "deep_supervision": False,  # trained with the assignment loss after every layer (needed by early_exit)
         "early_exit": False,  # stop when the intermediate assignment is confident (PyTorch, inference only)
@@ -245,6 +249,8 @@ class SparseMatcher(nn.Module):
             if c["position_bias"] else None
         # alpha_h * sim + offset_h: init alpha = 10 (a similarity gap of 0.1 -> one logit)
         self.sim_scale = nn.Parameter(torch.full((c["layers"], heads), 10.0)) if c["similarity_bias"] else None
+        # w_s * cos_s on the assignment scores; init 2.5 each: a mean-cosine gap of 0.1 -> one logit
+        self.prior_weights = nn.Parameter(torch.full((c["num_kinds"],), 2.5)) if c["similarity_prior"] else None
         self.final_proj = nn.Linear(dim, dim)
         self.final_matchability = nn.Linear(dim, 1)
 
@@ -267,12 +273,14 @@ class SparseMatcher(nn.Module):
             return None
         return sim[..., None] * self.sim_scale[layer]
 
-    def assignment(self, x0: torch.Tensor, x1: torch.Tensor, valid0: torch.Tensor | None, valid1: torch.Tensor | None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B,N,C), (B,M,C), validity (B,N), (B,M) or None (no padding) -> log P (B,N,M) of the pairs, log P of
-        'unmatched' for each keypoint (B,N), (B,M)."""
+    def assignment(self, x0: torch.Tensor, x1: torch.Tensor, valid0: torch.Tensor | None, valid1: torch.Tensor | None,
+                   cos: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B,N,C), (B,M,C), validity (B,N), (B,M) or None (no padding), per-kind cosines (B,S,N,M) (used with
+        similarity_prior) -> log P (B,N,M) of the pairs, log P of 'unmatched' for each keypoint (B,N), (B,M)."""
         f0, f1 = self.final_proj(x0), self.final_proj(x1)
         scores = f0 @ f1.transpose(1, 2) / math.sqrt(f0.shape[-1])
+        if self.prior_weights is not None:
+            scores = scores + (cos * self.prior_weights[:, None, None]).sum(1)
         if valid0 is not None:  # padding (training batches)
             scores = scores.masked_fill(~(valid0[:, :, None] & valid1[:, None, :]), NEG)
         z0, z1 = self.final_matchability(x0)[..., 0], self.final_matchability(x1)[..., 0]
@@ -346,15 +354,15 @@ class SparseMatcher(nn.Module):
                 break
             if deep:
                 layer_assignments.append(self.assignment(x0, x1, valid0 if padded else None,
-                                                         valid1 if padded else None))
+                                                         valid1 if padded else None, cos))
             elif exit_check and i + 1 >= c["exit_min_layers"]:
-                result = self.assignment(x0, x1, valid0 if padded else None, valid1 if padded else None)
+                result = self.assignment(x0, x1, valid0 if padded else None, valid1 if padded else None, cos)
                 if self.settled(*result):
                     break
                 result = None
         layers_run = i + 1
         logp, un0, un1 = result if result is not None else self.assignment(
-            x0, x1, valid0 if padded else None, valid1 if padded else None)
+            x0, x1, valid0 if padded else None, valid1 if padded else None, cos)
         matches0, scores0 = mutual_matches(logp, c["filter_threshold"])
         out = {"log_assignment": logp, "log_unmatched0": un0, "log_unmatched1": un1,
                "matches0": matches0, "matching_scores0": scores0, "layers_run": layers_run}

@@ -9,9 +9,11 @@ from __future__ import annotations
 from ..nn.sparse_matcher import SparseMatcher, assignment_loss, export_onnx, save_architecture
 from .matcher_data import DEFAULT_MATCHER_DATA_CONF, MatcherPairs
 
-DEFAULT_MATCHER_LOSS_CONF = {"weights": {"nll": 1.0, "matchability": 0.5,
-                                         "near_miss": 0.0}}  # > 0 (with data.near_miss_radius): + w * mean -log P
-#                                                              (unmatched) of the near-miss keypoints
+DEFAULT_MATCHER_LOSS_CONF = {"weights": {
+    "nll": 1.0, "matchability": 0.5,
+    "matched": 0.0,  # > 0: + w * the NLL's true-pair term again (mean -log P of the true pairs): recall weighted up
+    "near_miss": 0.0,  # > 0 (with data.near_miss_radius): + w * mean -log P(unmatched) of the near-miss keypoints
+}}
 
 DEFAULT_MATCHER_EXPORT_CONF = {
     "weights": None,  # state dict; relative paths are relative to the repository root; None: <out>/model.pt
@@ -66,6 +68,8 @@ class MatcherTask:
         losses = assignment_loss(out, batch["gt0"], batch["gt1"])
         w = conf["loss"]["weights"]
         total = w["nll"] * losses["nll"] + w["matchability"] * losses["matchability"]
+        if w.get("matched", 0.0) > 0:
+            total = total + w["matched"] * losses["matched"]
         if w.get("near_miss", 0.0) > 0:
             near = torch.cat([out["log_unmatched0"][batch["near0"]], out["log_unmatched1"][batch["near1"]]])
             losses["near_miss"] = -near.mean() if near.numel() else total * 0
