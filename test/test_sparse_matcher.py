@@ -296,6 +296,22 @@ def test_registry_weights_by_shipped_file_name():
         create_matcher({"name": "sparse_attention", "weights": "featloc_matcher_v9.pt"})
 
 
+def test_every_registry_matcher_has_its_shipped_files():
+    """Each sparse-attention entry of the matcher registry names shipped weights with their architecture file and
+    ONNX export next to them, and builds (PyTorch entries; the ONNX ones when onnxruntime is installed)."""
+    from featloc_ros.matching import confs, create_matcher
+    from featloc_ros.matching.sparse_attention import DEFAULT_WEIGHTS, resolve_model_file
+
+    entries = {name: c for name, c in confs.items() if c["name"] == "sparse_attention"}
+    assert "featloc_sparse_small_v6" in entries and "featloc_sparse_small_v6_onnx" in entries
+    for name, conf in entries.items():
+        weights = resolve_model_file(None, conf.get("weights", DEFAULT_WEIGHTS))
+        for suffix in (".model.json", ".onnx"):
+            assert weights.with_suffix(suffix).is_file(), (name, suffix)
+        if conf.get("backend") != "onnxruntime" or not _onnx_missing():
+            assert create_matcher(name).weights_path == weights
+
+
 def test_benchmark_method_for_experiment_weights(tmp_path):
     """benchmarks/methods.py: "featloc+sparse@<weights>[:<threshold>]" runs an experiment's matcher weights (e.g.
     under runs/), named after the file, and is skipped with the reason when the file is missing."""
