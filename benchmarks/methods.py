@@ -58,7 +58,6 @@ class RegistryMethod:
                         "extract_ms0": 1e3 * (t1 - t0), "extract_ms1": 1e3 * (t2 - t1), "match_ms": 1e3 * (t3 - t2)})
         return out
 
-
     def _extract(self, ext, image: np.ndarray, max_keypoints: int):
         if self.feature_cache is None:
             return ext(image)
