@@ -29,13 +29,13 @@ class RegistryMethod:
     """An extractor + matcher from the featloc registries (our pipeline and the SIFT baselines)."""
 
     kind = "featloc registry"
-    # None, or a dict shared by every method: features kept per (extractor, max_keypoints, image) so that methods
-    # with the same extractor extract each image once (the extraction times are then those of the first method:
-    # only for benchmarks that do not report them)
-    feature_cache: dict | None = None
 
     def __init__(self, name: str, features: str, matcher: str | dict):
         self.name, self.features, self.matcher_name = name, features, matcher
+        # None, or a dict shared by several methods: features kept per (extractor, max_keypoints, image) so that
+        # methods with the same extractor extract each image once (the extraction times are then those of the
+        # first method: only for benchmarks that do not report them)
+        self.feature_cache: dict | None = None
 
     def _extractor(self, max_keypoints: int):
         conf = dict(feature_confs[self.features])

@@ -49,9 +49,12 @@ def main(argv=None) -> int:
     p.add_argument("--max-keypoints", type=int, default=1024)
     p.add_argument("--name", default="outlier_analysis", help="results file name (e.g. for an experiment)")
     args = p.parse_args(argv)
-    RegistryMethod.feature_cache = {}  # no times reported here: methods with the same extractor share features
     sets, missing = build_sets(False)
     methods, skipped = resolve_methods(args.methods)
+    shared: dict = {}  # no times reported here: methods with the same extractor share features
+    for method in methods:
+        if isinstance(method, RegistryMethod):
+            method.feature_cache = shared
     if not sets or not methods:
         print(f"skipped: no sets ({missing}) or no methods ({skipped})")
         return 0
