@@ -82,3 +82,26 @@ def test_ransac_trials_follow_colmaps_stopping_rule():
     assert ransac_trials(50, 100) == 259  # 3 * log(1e-5) / log(1 - 0.5^3) = 258.6
     assert ransac_trials(100, 100) == 100 and ransac_trials(5, 100) == 10000 and ransac_trials(0, 0) == 10000
     assert ransac_trials(80, 100) < ransac_trials(60, 100) < ransac_trials(40, 100)
+
+
+def test_ransac_orders_give_the_auc_spread_over_match_orders():
+    rng = np.random.default_rng(1)
+    img = _photo()
+    H = sample_homography(rng, 512, 512, max_rotation_deg=30)
+    pair = HomographyPair("p", img, warp_image(img, H), H)
+    k0 = rng.uniform(50, 450, (120, 2))
+    k1 = project(H, k0) + rng.normal(0, 1.0, (120, 2))  # noisy inliers ...
+    k1[:60] = rng.uniform(0, 512, (60, 2))  # ... and half outliers: each order gives a slightly different model
+    m = np.stack([np.arange(120), np.arange(120)], 1)
+    one = evaluate_pair(pair, k0, k1, m)
+    many = evaluate_pair(pair, k0, k1, m, ransac_orders=6)
+    assert "corner_errors" not in one and len(many["corner_errors"]) == 6
+    assert many["corner_errors"][0] == one["corner_error"] == many["corner_error"]  # order 0: the matches as given
+    assert len(set(many["corner_errors"])) > 1  # the other orders are other draws
+    assert evaluate_pair(pair, k0, k1, m, ransac_orders=6)["corner_errors"] == many["corner_errors"]  # seeded
+    s = summarize_pairs([many, evaluate_pair(pair, k0, k1, m[:3], ransac_orders=6)])
+    a = s["h_auc_orders"][3]
+    per_order = [auc([e, float("inf")], 3) for e in many["corner_errors"]]
+    assert s["ransac_orders"] == 6 and a["mean"] == pytest.approx(np.mean(per_order))
+    assert a["std"] == pytest.approx(np.std(per_order)) and a["min"] <= s["h_auc"][3] <= a["max"]
+    assert "h_auc_orders" not in summarize_pairs([one])
