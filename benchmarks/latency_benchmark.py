@@ -118,7 +118,8 @@ def worker(work: Path, max_keypoints: int, warmup: int, pipeline: str) -> dict:
 
 PAIR_MATCHERS = ("featloc_isnn", "featloc_isnn_ratio", "featloc_sparse", "featloc_sparse_onnx", "featloc_sparse_v3",
                  "featloc_sparse_v3_onnx", "featloc_sparse_v3_exit", "featloc_sparse_small",
-                 "featloc_sparse_small_onnx", "featloc_sparse_small_v6", "featloc_sparse_small_v6_onnx")
+                 "featloc_sparse_small_onnx", "featloc_sparse_small_v6", "featloc_sparse_small_v6_onnx",
+                 "featloc_sparse_small_v11", "featloc_sparse_small_v11_onnx")
 
 
 def query_pair_features(work: Path, max_keypoints: int) -> list:
@@ -320,7 +321,8 @@ def main(argv=None) -> int:
                "test `featloc_isnn_ratio`) and the sparse-attention matcher (`featloc_sparse` PyTorch, "
                "`featloc_sparse_onnx` ONNX Runtime; 4 layers, k = 16; `featloc_sparse_v3[_onnx]`: the v3 weights, "
                "`featloc_sparse_v3_exit`: the same with the early exit; `featloc_sparse_small[_onnx]`: 3 layers, "
-               "k = 8; `featloc_sparse_small_v6[_onnx]`: the same size with the similarity prior); matches = median "
+               "k = 8; `featloc_sparse_small_v6[_onnx]`: the same size with the similarity prior, "
+               "`featloc_sparse_small_v11[_onnx]`: the average of small_v6 and two fine-tunes like it); matches = median "
                "count per pair; layers = mean layers run per pair (PyTorch).\n",
                markdown_table(["matcher", "keypoints", "match", "matches", "layers"], pair_rows)]
     if no_learned:

@@ -125,6 +125,7 @@ OURS = {
     "featloc+sparse_v2": ("featloc", "featloc_sparse_v2"),  # v1 fine-tuned with non-planar pairs
     "featloc+sparse_small": ("featloc", "featloc_sparse_small"),  # 3 layers, k = 8 (speed)
     "featloc+sparse_small_v6": ("featloc", "featloc_sparse_small_v6"),  # + similarity prior, near-miss loss
+    "featloc+sparse_small_v11": ("featloc", "featloc_sparse_small_v11"),  # average of small_v6 + 2 like it
     "featloc+sparse_v3": ("featloc", "featloc_sparse_v3"),  # v2 + deep supervision, every layer
     "featloc+sparse_v3_exit": ("featloc", "featloc_sparse_v3_exit"),  # the same weights with the early exit
 }

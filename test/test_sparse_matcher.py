@@ -303,7 +303,7 @@ def test_every_registry_matcher_has_its_shipped_files():
     from featloc_ros.matching.sparse_attention import DEFAULT_WEIGHTS, resolve_model_file
 
     entries = {name: c for name, c in confs.items() if c["name"] == "sparse_attention"}
-    assert "featloc_sparse_small_v6" in entries and "featloc_sparse_small_v6_onnx" in entries
+    assert "featloc_sparse_small_v11" in entries and "featloc_sparse_small_v11_onnx" in entries
     for name, conf in entries.items():
         weights = resolve_model_file(None, conf.get("weights", DEFAULT_WEIGHTS))
         for suffix in (".model.json", ".onnx"):

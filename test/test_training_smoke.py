@@ -205,3 +205,37 @@ def test_export_onnx_only_rewrites_the_graph_from_the_weights(tmp_path):
     with pytest.raises(ValueError, match="nope.pt"):
         main(["--config", str(SMOKE), f"export.weights={tmp_path / 'nope.pt'}", f"export.onnx={onnx_path}",
               "--export-onnx"])
+
+
+def test_average_config_exports_the_mean_of_its_members(tmp_path):
+    """A config with ``average`` trains nothing: its weights are the tensor-wise mean of the members (integer
+    tensors, e.g. BatchNorm counters, must agree); missing or mismatched members are named in the error."""
+    from featloc_ros.nn.featloc_net import FeatLocNet
+
+    members = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        members.append(tmp_path / f"m{seed}.pt")
+        torch.save(FeatLocNet().state_dict(), members[-1])
+    out = tmp_path / "avg.pt"
+    conf = load_config(SMOKE, [f"average={[str(m) for m in members]}", f"export.weights={out}", "export.onnx=null",
+                               f"export.summary={tmp_path / 'avg.json'}"])
+    summary = train(conf, tmp_path / "run", log=_quiet)
+    states = [torch.load(m, weights_only=True) for m in members]
+    avg = torch.load(out, weights_only=True)
+    for k, t in avg.items():
+        expect = torch.stack([s[k] for s in states]).mean(0) if t.is_floating_point() else states[0][k]
+        torch.testing.assert_close(t, expect)
+    key = next(k for k, t in avg.items() if t.is_floating_point() and t.dim() == 4)  # a convolution kernel
+    assert all(not torch.equal(avg[key], s[key]) for s in states)  # the members differ: the mean is none of them
+    assert [m["weights"] for m in summary["averaged"]] == [str(m) for m in members]
+    assert all(len(m["sha256"]) == 64 for m in summary["averaged"]) and (tmp_path / "avg.json").is_file()
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        train(load_config(SMOKE, [f"average={[str(members[0]), str(tmp_path / 'nope.pt')]}"]), tmp_path / "r2",
+              log=_quiet)
+    odd = dict(states[0])
+    odd["meta_log_tau"] = torch.zeros(2)
+    torch.save(odd, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match="odd.pt"):
+        train(load_config(SMOKE, [f"average={[str(members[0]), str(tmp_path / 'odd.pt')]}"]), tmp_path / "r3",
+              log=_quiet)

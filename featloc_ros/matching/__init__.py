@@ -39,10 +39,15 @@ confs: dict[str, dict] = {
     "featloc_sparse_small_onnx": {"name": "sparse_attention", "weights": "featloc_matcher_small_v1.pt",
                                   "backend": "onnxruntime"},
     # small_v1 fine-tuned with the similarity prior, the near-miss loss and recall weighted up
-    # (models/featloc_matcher_small_v6.pt; matcher_small_v6.yaml): the recommended matcher
+    # (models/featloc_matcher_small_v6.pt; matcher_small_v6.yaml)
     "featloc_sparse_small_v6": {"name": "sparse_attention", "weights": "featloc_matcher_small_v6.pt"},
     "featloc_sparse_small_v6_onnx": {"name": "sparse_attention", "weights": "featloc_matcher_small_v6.pt",
                                      "backend": "onnxruntime"},
+    # the average of small_v6 and two fine-tunes like it (other true-pair weight, other seed)
+    # (models/featloc_matcher_small_v11.pt; matcher_small_v11.yaml): the recommended matcher
+    "featloc_sparse_small_v11": {"name": "sparse_attention", "weights": "featloc_matcher_small_v11.pt"},
+    "featloc_sparse_small_v11_onnx": {"name": "sparse_attention", "weights": "featloc_matcher_small_v11.pt",
+                                      "backend": "onnxruntime"},
 }
 
 

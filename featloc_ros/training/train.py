@@ -16,11 +16,16 @@ history as tensors; re-loaded with ``weights_only=True``), log.txt, loss_curves.
 all steps are done, the exports named in the config's ``export`` section (weights state dict, ONNX model,
 a copy of the summary). Samples are a pure function of (seed, index), and the point sampling of the losses
 of (seed, step), so a resumed run reproduces an uninterrupted one step for step.
+
+A config with ``average: [weights files]`` trains nothing: its weights are the uniform average of those state
+dicts (a "model soup" of fine-tunes of one initialisation: same architecture, other seeds or loss weights),
+exported like trained weights, with each member's SHA-256 in the summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -95,13 +100,13 @@ def get_task(conf: dict):
 def full_config(conf: dict) -> dict:
     """Fill in defaults of every section (the task's data, loss and export defaults) and validate the keys."""
     task = get_task(conf)
-    known = {"seed", "model", "data", "loss", "train", "export", "name", "task"}
+    known = {"seed", "model", "data", "loss", "train", "export", "name", "task", "average"}
     unknown = set(conf) - known
     if unknown:
         raise ValueError(f"training config: unknown sections {sorted(unknown)}")
     sections = {**task.sections, "train": DEFAULT_TRAIN_CONF}
     out = {"name": conf.get("name", "featloc"), "task": task.name, "seed": int(conf.get("seed", 0)),
-           "model": dict(conf.get("model") or {})}
+           "model": dict(conf.get("model") or {}), "average": [str(a) for a in conf.get("average") or []]}
     for name, default in sections.items():
         given = conf.get(name) or {}
         bad = set(given) - set(default)
@@ -244,6 +249,8 @@ def train(conf: dict, out_dir: str | Path, resume: bool = False, max_steps: int 
     import torch
 
     conf = full_config(conf)
+    if conf["average"]:
+        return average_weights(conf, out_dir, log)
     task = get_task(conf)
     tc, seed = conf["train"], conf["seed"]
     out_dir = Path(out_dir)
@@ -349,6 +356,49 @@ def freeze_except(model, trainable: list[str] | None) -> list[str]:
     return frozen
 
 
+def average_weights(conf: dict, out_dir: str | Path, say=print) -> dict:
+    """The config's ``average`` members (weights files; every tensor name and shape the same) averaged tensor by
+    tensor into the config's model, then exported as after training. Returns the summary dict (also written to
+    <out_dir>/summary.json and export.summary)."""
+    import torch
+
+    conf = full_config(conf)
+    task = get_task(conf)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [resolve_path(a) for a in conf["average"]]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"average: {', '.join(missing)} not found (train those configs first)")
+    states = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
+    model = task.model_class(conf["model"])
+    own = model.state_dict()
+    for p, state in zip(paths, states):
+        if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+            raise ValueError(f"average: {p} does not hold the tensors of the config's model ({conf['model']})")
+    averaged = {}
+    for k in own:
+        ts = [st[k] for st in states]
+        if ts[0].is_floating_point():
+            averaged[k] = torch.stack(ts).mean(0)
+        elif all(torch.equal(t, ts[0]) for t in ts):
+            averaged[k] = ts[0]
+        else:
+            raise ValueError(f"average: the integer tensor {k} differs between the members")
+    model.load_state_dict(averaged)
+    members = [{"weights": a, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for a, p in zip(conf["average"], paths)]
+    say(f"[featloc] {conf['name']}: uniform average of {len(paths)} weights files: {', '.join(map(str, paths))}")
+    summary = {"name": conf["name"], "task": task.name, "averaged": members,
+               "parameters": sum(t.numel() for t in own.values()), "config": conf, "torch": torch.__version__,
+               "exports": export(task, model, conf, out_dir, say)}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary_copy = resolve_path(conf["export"]["summary"])
+    if summary_copy:
+        summary_copy.parent.mkdir(parents=True, exist_ok=True)
+        summary_copy.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
 def initialize_from(model, path: Path) -> str:
     """Copy the tensors of a state dict (``weights_only``) whose name and shape match the model's; the rest keep
     their initialisation. Returns a one-line report."""
@@ -422,7 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     summary = train(conf, out, resume=args.resume, max_steps=args.max_steps)
-    print(json.dumps({k: summary[k] for k in ("steps", "completed", "final_losses", "train_time_s")}, indent=2))
+    keys = ("averaged",) if "averaged" in summary else ("steps", "completed", "final_losses", "train_time_s")
+    print(json.dumps({k: summary[k] for k in keys}, indent=2))
     return 0
 
 
