@@ -7,7 +7,8 @@ pairs from real photos that are not in the training corpus (openMVG Sceaux castl
 phototourism samples): moderate homographies, rotation +-30 and +-180 deg, illumination changes,
 night. Metrics: MMA at 1..10 px, homography accuracy and AUC of the mean corner error at 1/3/5 px
 (OpenCV MAGSAC, 3 px), matches per pair; AUC@3 also as mean ± std over --ransac-orders estimates per pair
-(the matches in random orders: MAGSAC's sampling luck, a few hundredths of AUC on the 5 graf pairs). Writes results/homography[_quick].{json,md,png}.
+(the matches in random orders: MAGSAC's sampling luck, a few hundredths of AUC on the 5 graf pairs).
+Writes results/homography[_quick].{json,md,png}.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def main(argv=None) -> int:
             s["match_ms_median"] = float(np.median([o["match_ms"] for o in outs]))
             results[set_name][method.name], per_pair[set_name][method.name] = s, evals
             print(f"{set_name:<24} {method.name:<20} MMA@3 {s['mma'][3]:.3f}  H@3 {s['h_accuracy'][3]:.3f}  "
-                  f"AUC@3 {s['h_auc'][3]:.3f} ({auc_orders(s)})  matches {s['mean_num_matches']:.0f}  ({time.perf_counter() - t0:.0f} s)")
+                  f"AUC@3 {s['h_auc'][3]:.3f} ({auc_orders(s)})  matches {s['mean_num_matches']:.0f}  "
+                  f"({time.perf_counter() - t0:.0f} s)")
     name = args.name + ("_quick" if args.quick else "")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     plot(RESULTS_DIR / f"{name}.png", results)
@@ -128,16 +130,17 @@ def main(argv=None) -> int:
           "methods. MMA = mean matching accuracy; H acc / AUC = homography estimation (OpenCV MAGSAC, 3 px) "
           "judged by the mean error of the four image corners. AUC@3 (orders): mean ± std of the set's AUC@3 over "
           f"{args.ransac_orders} estimates per pair (the first on the matches as given, the others on random orders "
-          "of them, the same orders for every method): MAGSAC's sampling luck. The extract/match times here are side information "
-          "(the machine may be busy during a long run); latency.md has the controlled timings.\n"]
+          "of them, the same orders for every method): MAGSAC's sampling luck. The extract/match times here are side "
+          "information (the machine may be busy during a long run); latency.md has the controlled timings.\n"]
     for set_name, by_method in results.items():
         n = next(iter(by_method.values()))["num_pairs"] if by_method else 0
         md.append(f"\n## {set_name} ({n} pairs)\n")
         rows = [[m, s["mma"][1], s["mma"][3], s["mma"][5], *[s["h_accuracy"][t] for t in H_THRESHOLDS],
-                 *[s["h_auc"][t] for t in H_THRESHOLDS], auc_orders(s), s["mean_num_matches"], s["mean_num_correct_3px"],
-                 s["extract_ms_median"], s["match_ms_median"]] for m, s in by_method.items()]
+                 *[s["h_auc"][t] for t in H_THRESHOLDS], auc_orders(s), s["mean_num_matches"],
+                 s["mean_num_correct_3px"], s["extract_ms_median"], s["match_ms_median"]] for m, s in by_method.items()]
         md.append(markdown_table(["method", "MMA@1", "MMA@3", "MMA@5", "H acc@1", "H acc@3", "H acc@5", "AUC@1",
-                                  "AUC@3", "AUC@5", "AUC@3 (orders)", "matches", "correct@3px", "extract ms", "match ms"], rows))
+                                  "AUC@3", "AUC@5", "AUC@3 (orders)", "matches", "correct@3px", "extract ms",
+                                  "match ms"], rows))
     if skipped or missing_sets:
         md.append("\n## Not run\n")
         md += [f"- method {k}: {v}" for k, v in skipped.items()] + [f"- set {k}: {v}" for k, v in missing_sets.items()]

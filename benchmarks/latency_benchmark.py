@@ -322,7 +322,8 @@ def main(argv=None) -> int:
                "`featloc_sparse_onnx` ONNX Runtime; 4 layers, k = 16; `featloc_sparse_v3[_onnx]`: the v3 weights, "
                "`featloc_sparse_v3_exit`: the same with the early exit; `featloc_sparse_small[_onnx]`: 3 layers, "
                "k = 8; `featloc_sparse_small_v6[_onnx]`: the same size with the similarity prior, "
-               "`featloc_sparse_small_v11[_onnx]`: the average of small_v6 and two fine-tunes like it); matches = median "
+               "`featloc_sparse_small_v11[_onnx]`: the average of small_v6 and two fine-tunes like it); "
+               "matches = median "
                "count per pair; layers = mean layers run per pair (PyTorch).\n",
                markdown_table(["matcher", "keypoints", "match", "matches", "layers"], pair_rows)]
     if no_learned:

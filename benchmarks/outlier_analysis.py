@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-import cv2
 import numpy as np
 
 from common import markdown_table, write_results  # noqa: E402
 from homography_benchmark import build_sets
 from methods import RegistryMethod, resolve_methods
 
-from featloc_ros.evaluation.homography import auc, corner_error, project
+from featloc_ros.evaluation.homography import auc, corner_error, estimate_homography, project
 
 BINS = (0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, np.inf)
 BIN_NAMES = ("0-1", "1-2", "2-3", "3-5", "5-10", "10-30", ">30")
@@ -37,10 +36,7 @@ REMOVALS = {
 
 def homography_error(pair, p0: np.ndarray, p1: np.ndarray) -> float:
     h, w = pair.image0.shape[:2]
-    if len(p0) < 4:
-        return float("inf")
-    H, _ = cv2.findHomography(p0, p1, cv2.USAC_MAGSAC, 3.0, confidence=0.9999, maxIters=10000)
-    return corner_error(H, pair.H_0to1, w, h)
+    return corner_error(estimate_homography(p0, p1), pair.H_0to1, w, h)
 
 
 def main(argv=None) -> int:

@@ -386,7 +386,8 @@ def average_weights(conf: dict, out_dir: str | Path, say=print) -> dict:
         else:
             raise ValueError(f"average: the integer tensor {k} differs between the members")
     model.load_state_dict(averaged)
-    members = [{"weights": a, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for a, p in zip(conf["average"], paths)]
+    members = [{"weights": a, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+               for a, p in zip(conf["average"], paths)]
     say(f"[featloc] {conf['name']}: uniform average of {len(paths)} weights files: {', '.join(map(str, paths))}")
     summary = {"name": conf["name"], "task": task.name, "averaged": members,
                "parameters": sum(t.numel() for t in own.values()), "config": conf, "torch": torch.__version__,
