@@ -82,6 +82,41 @@ def test_subpixel_refinement_moves_keypoints_towards_the_true_peak():
     np.testing.assert_allclose(order(k_sub).round(), order(k_int))  # refinement stays inside the 3x3 window
 
 
+def test_keypoint_offset_moves_the_output_keypoints_only():
+    x = torch.rand(1, 1, 96, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = _net()({"image": x})
+        shifted = _net(keypoint_offset=(0.25, -0.125))({"image": x})
+    torch.testing.assert_close(shifted["keypoints"] - plain["keypoints"], torch.tensor([0.25, -0.125]).expand(1, 64, 2))
+    for key in ("scores", "local", "meta"):  # descriptors are sampled where the detector found the keypoints
+        torch.testing.assert_close(shifted[key], plain[key])
+
+
+def test_keypoint_calibration_recovers_a_constant_shift():
+    """A detector that reports every point d off in each image's own frame: the equations over pairs turned by
+    several angles give back d; pairs related by a translation alone cannot (rows J - I are zero)."""
+    from featloc_ros.evaluation.homography import project, rotation_about_center
+    from featloc_ros.training.calibrate_keypoints import offset_equations, solve_offset
+
+    rng = np.random.default_rng(0)
+    d = np.array([0.3, -0.2])
+    rows, rhs = [], []
+    for angle in (40, 95, 170, 250):
+        H = rotation_about_center(320, 320, angle)
+        truth = rng.uniform(20, 300, (300, 2))
+        seen_a = truth - d + rng.normal(0, 0.05, truth.shape)
+        seen_b = project(H, truth) - d + rng.normal(0, 0.05, truth.shape)
+        r, b = offset_equations(H, seen_a, seen_b, match_px=2.0)
+        rows.append(r)
+        rhs.append(b)
+    res = solve_offset(np.concatenate(rows), np.concatenate(rhs))
+    np.testing.assert_allclose(res["offset"], d, atol=0.01)
+    assert res["rms_after"] < 0.1 < 0.3 < res["rms_before"] and res["keypoint_pairs"] == 1200  # noise left
+    np.testing.assert_allclose(res["halves"], [d, d], atol=0.02)
+    with pytest.raises(ValueError, match="cannot estimate"):
+        solve_offset(np.zeros((2, 2)), np.zeros(2))
+
+
 def test_selected_distance_matches_hand_computation():
     g = torch.Generator().manual_seed(0)
     S, n0, n1, d, dm = 4, 5, 7, 8, 3

@@ -11,7 +11,8 @@ Architecture (channels for the default configuration; strides relative to the in
          ``detector_head: full``: FullResolutionKeypointHead, scored at full resolution from the upsampled
          context and low-level maps, so the keypoints follow sub-pixel shifts),
          NMS by max-pooling, top-k (fixed k + validity mask, static output shapes), optional soft-argmax
-         refinement of each keypoint in its 3x3 window (``subpixel_temperature``; off by default)
+         refinement of each keypoint in its 3x3 window (``subpixel_temperature``; off by default), and a
+         constant offset added to the output keypoints (``keypoint_offset``: the detector's measured shift)
       -> 4 DescriptorHeads(p2): semi-dense local descriptors l_s at 1/4 (D=64 each), one per invariance
          kind s in KINDS = (rv_iv, ri_iv, rv_ii, ri_ii): rotation variant/invariant x illumination
          variant/invariant; sampled at keypoints (bilinear grid_sample) and L2-normalised
@@ -553,6 +554,9 @@ class FeatLocNet(nn.Module):
         "remove_borders": 4,
         "detector_head": "shuffle",  # "shuffle": KeypointHead (v1-v3); "full": FullResolutionKeypointHead (v4)
         "subpixel_temperature": 0.0,  # > 0: soft-argmax refinement in the 3x3 window (v2 peaks are one pixel wide: no gain)
+        # (dx, dy) px added to every output keypoint (after the descriptors are sampled): the detector's systematic
+        # shift, measured on training pairs by training/calibrate_keypoints.py (v4: about a quarter pixel in x)
+        "keypoint_offset": (0.0, 0.0),
         "rotation_pooling": False,  # average scores and descriptors over the 4 rotations of the image by 90 deg
         # steered heads (v3): these kinds sample a patch in each keypoint's frame (SteeredDescriptorHead)
         "steered_kinds": (),  # e.g. ("ri_iv", "ri_ii"); () = every head is a plain semi-dense map (v1, v2)
@@ -686,6 +690,8 @@ class FeatLocNet(nn.Module):
                                                 c["remove_borders"], c["subpixel_temperature"])
         h, w = image.shape[-2:]
         desc = [self.describe(f, rot90_points(kpts, r, h, w)) for r, f in zip(turns, feats)]
+        if any(c["keypoint_offset"]):
+            kpts = kpts + torch.tensor(c["keypoint_offset"], dtype=kpts.dtype, device=kpts.device)
         if len(desc) == 1:
             return {"keypoints": kpts, "scores": kscores, "valid": valid, **desc[0]}
         local = F.normalize(torch.stack([d["local"] for d in desc]).mean(0), dim=-1)
@@ -777,6 +783,8 @@ def export_onnx(model: FeatLocNet, path, nms_radius: int | None = None, detectio
     meta = {"featloc.kinds": ",".join(KINDS), "featloc.nms_radius": str(model.conf["nms_radius"]),
             "featloc.detection_threshold": str(model.conf["detection_threshold"]),
             "featloc.remove_borders": str(model.conf["remove_borders"]),
+            "featloc.subpixel_temperature": str(model.conf["subpixel_temperature"]),
+            "featloc.keypoint_offset": ",".join(str(float(v)) for v in model.conf["keypoint_offset"]),
             "featloc.descriptor_dim": str(model.conf["descriptor_dim"]),
             "featloc.meta_dim": str(model.conf["meta_dim"])}
     for key, value in meta.items():
