@@ -618,3 +618,36 @@ def test_shipped_keypoints_follow_sub_stride_shifts():
         pytest.skip(str(e).splitlines()[0])
     assert _shift_repeatability(v4) > 0.8 and _shift_repeatability(v4, (7, 5)) > 0.8
     assert _shift_repeatability(v3) < 0.2
+
+
+def test_written_calibration_reaches_both_backends(shipped_like, tmp_path):
+    """calibrate_keypoints --write: the architecture file gets the refinement and the offset, and the re-exported
+    ONNX graph (no threshold baked in, as the training export) gives the torch backend's keypoints."""
+    reason = _onnx_available()
+    if reason:
+        pytest.skip(reason)
+    import json
+    import shutil
+
+    import onnx
+
+    from featloc_ros.features import create_extractor
+    from featloc_ros.training.calibrate_keypoints import write_calibration
+
+    weights = tmp_path / "featloc_cal.pt"
+    shutil.copy(shipped_like["weights"], weights)
+    base = {"name": "featloc", "weights": str(weights), "max_keypoints": 60, "detection_threshold": 0.0,
+            "resize_max": 0}
+    img = _image(96, 128, seed=3)
+    before = create_extractor(base)(img).keypoints
+    write_calibration(weights, {"offset": [0.25, -0.5], "subpixel_temperature": 0.1})
+    arch = json.loads(weights.with_suffix(".model.json").read_text())
+    assert arch["model"]["keypoint_offset"] == [0.25, -0.5] and arch["keypoint_calibration"]["offset"] == [0.25, -0.5]
+    meta = {p.key: p.value for p in onnx.load(str(weights.with_suffix(".onnx"))).metadata_props}
+    assert meta["featloc.detection_threshold"] == "0.0" and meta["featloc.keypoint_offset"] == "0.25,-0.5"
+    ft = create_extractor(base)(img).keypoints
+    fo = create_extractor({**base, "backend": "onnxruntime"})(img).keypoints
+    assert not np.allclose(ft, before)  # refined and shifted
+    common = {tuple(np.round(p, 3)) for p in ft} & {tuple(np.round(p, 3)) for p in fo}
+    assert len(common) >= 0.9 * len(ft)
+    assert np.all(np.abs((ft - before) - np.array([0.25, -0.5])).max(axis=1) <= 1.0 + 1e-6)  # refinement <= 1 px

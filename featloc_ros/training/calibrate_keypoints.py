@@ -94,7 +94,8 @@ def write_calibration(weights: Path, result: dict) -> dict:
     import torch
 
     from ..nn.architecture import architecture_path
-    from ..nn.featloc_net import ARCHITECTURE_FORMAT, FeatLocNet, export_onnx, load_architecture
+    from ..nn.featloc_net import ARCHITECTURE_FORMAT, FeatLocNet, load_architecture
+    from .descriptor_task import DEFAULT_EXPORT_CONF, DescriptorTask
 
     arch = {**load_architecture(weights), "subpixel_temperature": result["subpixel_temperature"],
             "keypoint_offset": result["offset"]}
@@ -103,7 +104,8 @@ def write_calibration(weights: Path, result: dict) -> dict:
                                indent=2) + "\n")
     net = FeatLocNet(arch)
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return export_onnx(net.eval(), Path(weights).with_suffix(".onnx"))
+    # the training export's settings (NMS radius, no threshold baked in: the extractor applies its own)
+    return DescriptorTask.export_onnx(net.eval(), Path(weights).with_suffix(".onnx"), DEFAULT_EXPORT_CONF)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,12 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subpixel-temperature", type=float, default=0.1)
     p.add_argument("--pairs", type=int, default=150)
     p.add_argument("--seed", type=int, default=777)
+    p.add_argument("--match-px", type=float, default=2.0, help="a keypoint of B this close to the projection counts")
     p.add_argument("--write", action="store_true", help="store the result with the weights and re-export the ONNX")
     args = p.parse_args(argv)
     weights = Path(args.weights)
     if not weights.is_file():
         raise SystemExit(f"calibrate_keypoints: {weights} not found")
-    result = calibrate(weights, args.subpixel_temperature, args.pairs, args.seed)
+    result = calibrate(weights, args.subpixel_temperature, args.pairs, args.seed, args.match_px)
     print(json.dumps({k: result[k] for k in ("offset", "halves", "rms_before", "rms_after", "keypoint_pairs")}))
     if args.write:
         print(json.dumps(write_calibration(weights, result)))
