@@ -23,13 +23,19 @@ def test_auc_values():
     assert auc([1.0, float("inf")], 3) == pytest.approx((0.25 + 1.0) / 3)
 
 
-def test_perfect_and_wrong_matches():
-    rng = np.random.default_rng(0)
+def _warped_pair(seed: int, n: int):
+    """A photo and its warp by a random homography (rotation up to 30 deg), n random points of the photo and their
+    exact projections; and the generator, for more draws."""
+    rng = np.random.default_rng(seed)
     img = _photo()
     H = sample_homography(rng, 512, 512, max_rotation_deg=30)
-    pair = HomographyPair("p", img, warp_image(img, H), H)
-    k0 = rng.uniform(50, 450, (200, 2))
-    k1 = project(H, k0)
+    k0 = rng.uniform(50, 450, (n, 2))
+    return HomographyPair("p", img, warp_image(img, H), H), k0, project(H, k0), rng
+
+
+def test_perfect_and_wrong_matches():
+    pair, k0, k1, rng = _warped_pair(0, 200)
+    H = pair.H_0to1
     m = np.stack([np.arange(200), np.arange(200)], 1)
     e = evaluate_pair(pair, k0, k1, m)
     assert e["mma"][1] == 1.0 and e["corner_error"] < 1e-3 and e["num_correct_3px"] == 200
@@ -85,12 +91,8 @@ def test_ransac_trials_follow_colmaps_stopping_rule():
 
 
 def test_ransac_orders_give_the_auc_spread_over_match_orders():
-    rng = np.random.default_rng(1)
-    img = _photo()
-    H = sample_homography(rng, 512, 512, max_rotation_deg=30)
-    pair = HomographyPair("p", img, warp_image(img, H), H)
-    k0 = rng.uniform(50, 450, (120, 2))
-    k1 = project(H, k0) + rng.normal(0, 1.0, (120, 2))  # noisy inliers ...
+    pair, k0, k1, rng = _warped_pair(1, 120)
+    k1 = k1 + rng.normal(0, 1.0, (120, 2))  # noisy inliers ...
     k1[:60] = rng.uniform(0, 512, (60, 2))  # ... and half outliers: each order gives a slightly different model
     m = np.stack([np.arange(120), np.arange(120)], 1)
     one = evaluate_pair(pair, k0, k1, m)
