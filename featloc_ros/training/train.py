@@ -326,11 +326,7 @@ def train(conf: dict, out_dir: str | Path, resume: bool = False, max_steps: int 
                "threads": tc["num_threads"], "config": conf, "torch": torch.__version__}
     if step >= tc["steps"]:
         summary["exports"] = export(task, model, conf, out_dir, say)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    summary_copy = resolve_path(conf["export"]["summary"])
-    if summary_copy and step >= tc["steps"]:
-        summary_copy.parent.mkdir(parents=True, exist_ok=True)
-        summary_copy.write_text(json.dumps(summary, indent=2))
+    write_summary(summary, conf, out_dir, exported=step >= tc["steps"])
     logfile.close()
     return summary
 
@@ -354,6 +350,15 @@ def freeze_except(model, trainable: list[str] | None) -> list[str]:
         p.requires_grad_(False)
         frozen.append(name)
     return frozen
+
+
+def write_summary(summary: dict, conf: dict, out_dir: Path, exported: bool = True) -> None:
+    """<out_dir>/summary.json, and when the run exported its weights, the copy named by export.summary."""
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary_copy = resolve_path(conf["export"]["summary"])
+    if summary_copy and exported:
+        summary_copy.parent.mkdir(parents=True, exist_ok=True)
+        summary_copy.write_text(json.dumps(summary, indent=2))
 
 
 def average_weights(conf: dict, out_dir: str | Path, say=print) -> dict:
@@ -392,11 +397,7 @@ def average_weights(conf: dict, out_dir: str | Path, say=print) -> dict:
     summary = {"name": conf["name"], "task": task.name, "averaged": members,
                "parameters": sum(t.numel() for t in own.values()), "config": conf, "torch": torch.__version__,
                "exports": export(task, model, conf, out_dir, say)}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    summary_copy = resolve_path(conf["export"]["summary"])
-    if summary_copy:
-        summary_copy.parent.mkdir(parents=True, exist_ok=True)
-        summary_copy.write_text(json.dumps(summary, indent=2))
+    write_summary(summary, conf, out_dir)
     return summary
 
 
