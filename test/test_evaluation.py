@@ -1,10 +1,12 @@
 """Benchmark protocol code: metrics must be right, synthetic pairs deterministic."""
 
+import cv2
 import numpy as np
 import pytest
 
 from featloc_ros.evaluation.homography import (
-    HomographyPair, auc, corner_error, evaluate_pair, project, rotation_about_center, summarize_pairs)
+    HomographyPair, auc, corner_error, estimate_homography, evaluate_pair, project, rotation_about_center,
+    summarize_pairs)
 from featloc_ros.evaluation.relative_pose import PosePair, evaluate_pose_pair
 from featloc_ros.geometry.transforms import make_transform
 from featloc_ros.synthesis import apply_photometric, sample_homography, warp_image
@@ -107,3 +109,25 @@ def test_ransac_orders_give_the_auc_spread_over_match_orders():
     assert s["ransac_orders"] == 6 and a["mean"] == pytest.approx(np.mean(per_order))
     assert a["std"] == pytest.approx(np.std(per_order)) and a["min"] <= s["h_auc"][3] <= a["max"]
     assert "h_auc_orders" not in summarize_pairs([one])
+
+
+def test_refit_is_the_least_squares_homography_of_magsacs_inliers():
+    pair, k0, k1, rng = _warped_pair(2, 150)
+    k1 = k1 + rng.normal(0, 1.0, (150, 2))  # noisy inliers ...
+    k1[:50] = rng.uniform(0, 512, (50, 2))  # ... and outliers
+    H, mask = cv2.findHomography(k0, k1, cv2.USAC_MAGSAC, 3.0, confidence=0.9999, maxIters=10000)
+    inliers = mask.ravel().astype(bool)
+    H_ls, _ = cv2.findHomography(k0[inliers], k1[inliers], 0)
+    assert np.allclose(estimate_homography(k0, k1), H)  # MAGSAC is seeded: the same model twice
+    refitted = estimate_homography(k0, k1, refit=True)
+    assert np.allclose(refitted, H_ls) and not np.allclose(refitted, H)
+    assert estimate_homography(k0[:3], k1[:3], refit=True) is None
+    m = np.stack([np.arange(150), np.arange(150)], 1)
+    e = evaluate_pair(pair, k0, k1, m, ransac_orders=4, refit=True)
+    assert len(e["corner_errors_refit"]) == 4
+    w, h = pair.image0.shape[1], pair.image0.shape[0]
+    assert e["corner_errors_refit"][0] == pytest.approx(corner_error(H_ls, pair.H_0to1, w, h))
+    assert "corner_errors_refit" not in evaluate_pair(pair, k0, k1, m, ransac_orders=4)
+    s = summarize_pairs([e, e])
+    assert s["h_auc3_refit"]["mean"] == pytest.approx(np.mean([auc([x, x], 3) for x in e["corner_errors_refit"]]))
+    assert "h_auc3_refit" not in summarize_pairs([evaluate_pair(pair, k0, k1, m, ransac_orders=4)])

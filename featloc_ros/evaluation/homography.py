@@ -138,30 +138,40 @@ def corner_error(H_est: np.ndarray | None, H_gt: np.ndarray, w: int, h: int) -> 
     return float(np.mean(np.linalg.norm(project(H_est, corners) - project(H_gt, corners), axis=1)))
 
 
-def estimate_homography(p0: np.ndarray, p1: np.ndarray, ransac_px: float = 3.0) -> np.ndarray | None:
-    """OpenCV MAGSAC homography of matched points (N,2) -> (N,2); None with fewer than 4 matches or no model."""
+def estimate_homography(p0: np.ndarray, p1: np.ndarray, ransac_px: float = 3.0, refit: bool = False
+                        ) -> np.ndarray | None:
+    """OpenCV MAGSAC homography of matched points (N,2) -> (N,2); None with fewer than 4 matches or no model.
+    ``refit``: instead, the least-squares homography of MAGSAC's inliers (MAGSAC's own when it has fewer than 4)."""
     if len(p0) < 4:
         return None
-    H, _ = cv2.findHomography(p0, p1, cv2.USAC_MAGSAC, ransac_px, confidence=0.9999, maxIters=10000)
+    H, mask = cv2.findHomography(p0, p1, cv2.USAC_MAGSAC, ransac_px, confidence=0.9999, maxIters=10000)
+    if refit and H is not None and mask is not None and int(mask.sum()) >= 4:
+        inliers = mask.ravel().astype(bool)
+        H_ls, _ = cv2.findHomography(p0[inliers], p1[inliers], 0)
+        return H if H_ls is None else H_ls
     return H
 
 
 def evaluate_pair(pair: HomographyPair, kpts0: np.ndarray, kpts1: np.ndarray, matches: np.ndarray,
-                  ransac_px: float = 3.0, ransac_orders: int = 1) -> dict:
+                  ransac_px: float = 3.0, ransac_orders: int = 1, refit: bool = False) -> dict:
     """Per-pair metrics from matched keypoints (pixel coordinates of image0 / image1).
 
     ``corner_error`` comes from the matches in their given order; with ``ransac_orders`` = R > 1,
     ``corner_errors`` (R values) adds R - 1 estimates on random orders of the matches (order r is drawn from
-    seed r, independent of the method)."""
+    seed r, independent of the method). ``refit``: also ``corner_errors_refit`` (R values), the same estimates
+    refitted by least squares on MAGSAC's inliers (a second measure; the criteria use MAGSAC's own)."""
     m = np.asarray(matches, dtype=np.int64).reshape(-1, 2)
     p0 = np.asarray(kpts0, np.float64)[m[:, 0]] if len(m) else np.zeros((0, 2))
     p1 = np.asarray(kpts1, np.float64)[m[:, 1]] if len(m) else np.zeros((0, 2))
     err = np.linalg.norm(project(pair.H_0to1, p0) - p1, axis=1) if len(m) else np.zeros(0)
     h, w = pair.image0.shape[:2]
-    errors = []
+    errors, refitted = [], []
     for r in range(max(1, int(ransac_orders))):
         order = np.arange(len(m)) if r == 0 else np.random.default_rng(r).permutation(len(m))
         errors.append(corner_error(estimate_homography(p0[order], p1[order], ransac_px), pair.H_0to1, w, h))
+        if refit:  # a second MAGSAC run with the same seed gives the same inliers
+            refitted.append(corner_error(estimate_homography(p0[order], p1[order], ransac_px, refit=True),
+                                         pair.H_0to1, w, h))
     out = {
         "pair": pair.name, "num_keypoints0": int(len(kpts0)), "num_keypoints1": int(len(kpts1)),
         "num_matches": int(len(m)), "num_correct_3px": int(np.sum(err <= 3)),
@@ -170,6 +180,8 @@ def evaluate_pair(pair: HomographyPair, kpts0: np.ndarray, kpts1: np.ndarray, ma
     }
     if len(errors) > 1:
         out["corner_errors"] = errors
+    if refit:
+        out["corner_errors_refit"] = refitted
     return out
 
 
@@ -187,7 +199,8 @@ def auc(errors: list[float], threshold: float) -> float:
 
 def summarize_pairs(per_pair: list[dict]) -> dict:
     """Set metrics. When every pair has ``corner_errors`` (R orders), ``h_auc_orders`` gives per threshold the
-    mean, standard deviation, min and max over the R orders of the set's AUC (order r of every pair together)."""
+    mean, standard deviation, min and max over the R orders of the set's AUC (order r of every pair together).
+    When every pair has ``corner_errors_refit``, ``h_auc3_refit`` gives the mean and std of their AUC@3 alike."""
     errs = [p["corner_error"] for p in per_pair]
     out = {
         "num_pairs": len(per_pair),
@@ -206,4 +219,8 @@ def summarize_pairs(per_pair: list[dict]) -> dict:
             a = np.array([auc(list(e), t) for e in by_order])
             out["h_auc_orders"][t] = {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()),
                                       "max": float(a.max())}
+    if per_pair and all("corner_errors_refit" in p for p in per_pair):
+        by_order = np.array([p["corner_errors_refit"] for p in per_pair]).T  # (R, pairs)
+        a = np.array([auc(list(e), 3) for e in by_order])
+        out["h_auc3_refit"] = {"mean": float(a.mean()), "std": float(a.std())}
     return out
