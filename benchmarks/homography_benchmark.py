@@ -128,7 +128,7 @@ def main(argv=None) -> int:
             s["match_ms_median"] = float(np.median([o["match_ms"] for o in outs]))
             results[set_name][method.name], per_pair[set_name][method.name] = s, evals
             print(f"{set_name:<24} {method.name:<20} MMA@3 {s['mma'][3]:.3f}  H@3 {s['h_accuracy'][3]:.3f}  "
-                  f"AUC@3 {s['h_auc'][3]:.3f} ({auc_orders(s)}; refit {auc_refit(s)})  "
+                  f"AUC@3 {s['h_auc'][3]:.3f} ({auc_orders(s)}{'; refit ' + auc_refit(s) if args.refit else ''})  "
                   f"matches {s['mean_num_matches']:.0f}  "
                   f"({time.perf_counter() - t0:.0f} s)")
     name = args.name + ("_quick" if args.quick else "")
