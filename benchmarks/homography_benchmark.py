@@ -80,16 +80,19 @@ def plot(path, results: dict):
     plt.close(fig)
 
 
-def auc_refit(summary: dict) -> str:
-    """"mean ± std" of AUC@3 refitted on MAGSAC's inliers over the RANSAC orders ("-" when not measured)."""
-    a = summary.get("h_auc3_refit")
+def mean_std(a: dict | None) -> str:
+    """{"mean", "std", ...} -> "mean ± std" ("-" when not measured)."""
     return f"{a['mean']:.4f} ± {a['std']:.4f}" if a else "-"
+
+
+def auc_refit(summary: dict) -> str:
+    """AUC@3 refitted on MAGSAC's inliers, "mean ± std" over the RANSAC orders ("-" when not measured)."""
+    return mean_std(summary.get("h_auc3_refit"))
 
 
 def auc_orders(summary: dict) -> str:
     """"mean ± std" of AUC@3 over the RANSAC orders ("-" with a single order)."""
-    a = summary.get("h_auc_orders", {}).get(3)
-    return f"{a['mean']:.4f} ± {a['std']:.4f}" if a else "-"
+    return mean_std(summary.get("h_auc_orders", {}).get(3))
 
 
 def main(argv=None) -> int:

@@ -138,18 +138,26 @@ def corner_error(H_est: np.ndarray | None, H_gt: np.ndarray, w: int, h: int) -> 
     return float(np.mean(np.linalg.norm(project(H_est, corners) - project(H_gt, corners), axis=1)))
 
 
+def magsac_homographies(p0: np.ndarray, p1: np.ndarray, ransac_px: float = 3.0
+                        ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """One OpenCV MAGSAC run on matched points (N,2) -> (N,2) -> (its homography, the least-squares homography of
+    its inliers (MAGSAC's own when it has fewer than 4)); (None, None) with fewer than 4 matches or no model."""
+    if len(p0) < 4:
+        return None, None
+    H, mask = cv2.findHomography(p0, p1, cv2.USAC_MAGSAC, ransac_px, confidence=0.9999, maxIters=10000)
+    if H is None or mask is None or int(mask.sum()) < 4:
+        return H, H
+    inliers = mask.ravel().astype(bool)
+    H_ls, _ = cv2.findHomography(p0[inliers], p1[inliers], 0)
+    return H, (H if H_ls is None else H_ls)
+
+
 def estimate_homography(p0: np.ndarray, p1: np.ndarray, ransac_px: float = 3.0, refit: bool = False
                         ) -> np.ndarray | None:
     """OpenCV MAGSAC homography of matched points (N,2) -> (N,2); None with fewer than 4 matches or no model.
     ``refit``: instead, the least-squares homography of MAGSAC's inliers (MAGSAC's own when it has fewer than 4)."""
-    if len(p0) < 4:
-        return None
-    H, mask = cv2.findHomography(p0, p1, cv2.USAC_MAGSAC, ransac_px, confidence=0.9999, maxIters=10000)
-    if refit and H is not None and mask is not None and int(mask.sum()) >= 4:
-        inliers = mask.ravel().astype(bool)
-        H_ls, _ = cv2.findHomography(p0[inliers], p1[inliers], 0)
-        return H if H_ls is None else H_ls
-    return H
+    H, H_refit = magsac_homographies(p0, p1, ransac_px)
+    return H_refit if refit else H
 
 
 def evaluate_pair(pair: HomographyPair, kpts0: np.ndarray, kpts1: np.ndarray, matches: np.ndarray,
@@ -168,10 +176,10 @@ def evaluate_pair(pair: HomographyPair, kpts0: np.ndarray, kpts1: np.ndarray, ma
     errors, refitted = [], []
     for r in range(max(1, int(ransac_orders))):
         order = np.arange(len(m)) if r == 0 else np.random.default_rng(r).permutation(len(m))
-        errors.append(corner_error(estimate_homography(p0[order], p1[order], ransac_px), pair.H_0to1, w, h))
-        if refit:  # a second MAGSAC run with the same seed gives the same inliers
-            refitted.append(corner_error(estimate_homography(p0[order], p1[order], ransac_px, refit=True),
-                                         pair.H_0to1, w, h))
+        H, H_refit = magsac_homographies(p0[order], p1[order], ransac_px)
+        errors.append(corner_error(H, pair.H_0to1, w, h))
+        if refit:
+            refitted.append(corner_error(H_refit, pair.H_0to1, w, h))
     out = {
         "pair": pair.name, "num_keypoints0": int(len(kpts0)), "num_keypoints1": int(len(kpts1)),
         "num_matches": int(len(m)), "num_correct_3px": int(np.sum(err <= 3)),
