@@ -8,6 +8,9 @@ phototourism samples): moderate homographies, rotation +-30 and +-180 deg, illum
 night. Metrics: MMA at 1..10 px, homography accuracy and AUC of the mean corner error at 1/3/5 px
 (OpenCV MAGSAC, 3 px), matches per pair; AUC@3 also as mean ± std over --ransac-orders estimates per pair
 (the matches in random orders: MAGSAC's sampling luck, a few hundredths of AUC on the 5 graf pairs).
+--warps-per-photo N: N pairs per photo in the synthetic sets (24 photos: 24 pairs by default, and the default pairs
+are among those of any N), so that one or two hard pairs do not decide a comparison. --reference METHOD: each other
+method's AUC@3 minus METHOD's on the same pairs and orders, with a 95% bootstrap interval over the pairs.
 Writes results/homography[_quick].{json,md,png}.
 """
 
@@ -24,12 +27,15 @@ from methods import DEFAULT_METHODS, FEATLOC_ABLATION_METHODS, MATCHER_METHODS, 
 
 from featloc_ros.evaluation.datasets import shared_data_dir
 from featloc_ros.evaluation.homography import (
-    H_THRESHOLDS, SYNTHETIC_SETS, evaluate_pair, oxford_pairs, rotation_pairs, summarize_pairs, synthetic_pairs)
+    H_THRESHOLDS, SYNTHETIC_SETS, evaluate_pair, oxford_pairs, pair_corner_errors, paired_auc_difference, rotation_pairs, summarize_pairs,
+    synthetic_pairs)
 
 SYNTHETIC_SOURCES = ("openmvg_sceaux_castle/images", "superglue_assets/phototourism_sample_images")
 
 
-def build_sets(quick: bool) -> tuple[dict, dict]:
+def build_sets(quick: bool, warps_per_photo: int = 1) -> tuple[dict, dict]:
+    """The benchmark sets {name: pairs} and {name: why it is missing}; ``warps_per_photo`` pairs per photo in the
+    synthetic sets (the pairs of 1 are among those of more)."""
     data = shared_data_dir()
     sets, missing = {}, {}
     if (data / "oxford_graf").exists():
@@ -47,7 +53,7 @@ def build_sets(quick: bool) -> tuple[dict, dict]:
     if photos:
         photos = photos[::6] if quick else photos
         for name in SYNTHETIC_SETS:
-            sets[name] = synthetic_pairs(name, photos, seed=0)
+            sets[name] = synthetic_pairs(name, photos, seed=0, warps_per_photo=warps_per_photo)
     else:
         missing.update({name: "no source photos in ../shared/data" for name in SYNTHETIC_SETS})
     return sets, missing
@@ -95,6 +101,24 @@ def auc_orders(summary: dict) -> str:
     return mean_std(summary.get("h_auc_orders", {}).get(3))
 
 
+def versus_reference(summary: dict) -> str:
+    """"difference [low, high]" of AUC@3 against the reference method ("-" when not compared)."""
+    d = summary.get("auc3_vs_reference")
+    return f"{d['difference']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "-"
+
+
+def compare_with_reference(results: dict, per_pair: dict, reference: str) -> None:
+    """Adds ``auc3_vs_reference`` (paired_auc_difference over the set's pairs) to every other method's summary."""
+    for set_name, by_method in per_pair.items():
+        if reference not in by_method:
+            continue
+        ref = pair_corner_errors(by_method[reference])
+        for method, evals in by_method.items():
+            if method != reference:
+                results[set_name][method]["auc3_vs_reference"] = {
+                    "reference": reference, **paired_auc_difference(pair_corner_errors(evals), ref)}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a few pairs per set (CI-sized)")
@@ -109,12 +133,29 @@ def main(argv=None) -> int:
     p.add_argument("--refit", action="store_true",
                    help="also AUC@3 (refit): each estimate refitted by least squares on MAGSAC's inliers, mean ± std "
                         "over the orders (a second measure of the same matches; the default column stays MAGSAC's)")
+    p.add_argument("--warps-per-photo", type=int, default=1,
+                   help="pairs per photo in the synthetic sets (1: the 24-pair sets of the committed tables; more: "
+                        "larger sets that contain those pairs, so that a few pairs do not decide a comparison)")
+    p.add_argument("--sets", nargs="+", default=None, help="only these sets (default: all)")
+    p.add_argument("--reference", default=None,
+                   help="a method of --methods: adds each other method's AUC@3 minus the reference's on the same pairs "
+                        "and orders, with a 95%% bootstrap interval over the pairs")
     args = p.parse_args(argv)
+    if args.warps_per_photo < 1:
+        p.error("--warps-per-photo must be at least 1")
     if args.methods is None:
         args.methods = {"featloc_ablation": FEATLOC_ABLATION_METHODS,
                         "featloc_matcher": MATCHER_METHODS}.get(args.name, DEFAULT_METHODS)
-    sets, missing_sets = build_sets(args.quick)
+    sets, missing_sets = build_sets(args.quick, args.warps_per_photo)
+    if args.sets:
+        unknown = sorted(set(args.sets) - set(sets) - set(missing_sets))
+        if unknown:
+            p.error(f"unknown sets {unknown}; known: {sorted(set(sets) | set(missing_sets))}")
+        sets = {k: v for k, v in sets.items() if k in args.sets}
+        missing_sets = {k: v for k, v in missing_sets.items() if k in args.sets}
     methods, skipped = resolve_methods(args.methods)
+    if args.reference and args.reference not in [m.name for m in methods]:
+        p.error(f"--reference {args.reference} is not among the methods run: {[m.name for m in methods]}")
     for name, reason in skipped.items():
         print(f"skipping {name}: {reason}")
     results, per_pair = {}, {}
@@ -134,6 +175,8 @@ def main(argv=None) -> int:
                   f"AUC@3 {s['h_auc'][3]:.3f} ({auc_orders(s)}{'; refit ' + auc_refit(s) if args.refit else ''})  "
                   f"matches {s['mean_num_matches']:.0f}  "
                   f"({time.perf_counter() - t0:.0f} s)")
+    if args.reference:
+        compare_with_reference(results, per_pair, args.reference)
     name = args.name + ("_quick" if args.quick else "")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     plot(RESULTS_DIR / f"{name}.png", results)
@@ -146,6 +189,9 @@ def main(argv=None) -> int:
           "of them, the same orders for every method): MAGSAC's sampling luck. "
           + ("AUC@3 (refit): the same estimates refitted by least squares on MAGSAC's inliers, mean ± std over the "
              "orders. " if args.refit else "") +
+          (f"ΔAUC@3 vs {args.reference}: the method's AUC@3 minus {args.reference}'s on the same pairs (mean over "
+           "the orders), with a 95% bootstrap interval over the pairs; an interval containing 0 means the set cannot "
+           "tell them apart. " if args.reference else "") +
           "The extract/match times here are side "
           "information (the machine may be busy during a long run); latency.md has the controlled timings.\n"]
     for set_name, by_method in results.items():
@@ -153,11 +199,11 @@ def main(argv=None) -> int:
         md.append(f"\n## {set_name} ({n} pairs)\n")
         rows = [[m, s["mma"][1], s["mma"][3], s["mma"][5], *[s["h_accuracy"][t] for t in H_THRESHOLDS],
                  *[s["h_auc"][t] for t in H_THRESHOLDS], auc_orders(s), *([auc_refit(s)] if args.refit else []),
-                 s["mean_num_matches"], s["mean_num_correct_3px"], s["extract_ms_median"], s["match_ms_median"]]
+                 *([versus_reference(s)] if args.reference else []), s["mean_num_matches"], s["mean_num_correct_3px"], s["extract_ms_median"], s["match_ms_median"]]
                 for m, s in by_method.items()]
         md.append(markdown_table(["method", "MMA@1", "MMA@3", "MMA@5", "H acc@1", "H acc@3", "H acc@5", "AUC@1",
                                   "AUC@3", "AUC@5", "AUC@3 (orders)", *(["AUC@3 (refit)"] if args.refit else []),
-                                  "matches", "correct@3px", "extract ms", "match ms"], rows))
+                                  *([f"ΔAUC@3 vs {args.reference} [95% CI]"] if args.reference else []), "matches", "correct@3px", "extract ms", "match ms"], rows))
     if skipped or missing_sets:
         md.append("\n## Not run\n")
         md += [f"- method {k}: {v}" for k, v in skipped.items()] + [f"- set {k}: {v}" for k, v in missing_sets.items()]

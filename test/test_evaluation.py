@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from featloc_ros.evaluation.homography import (
-    HomographyPair, auc, corner_error, estimate_homography, evaluate_pair, project, rotation_about_center,
-    summarize_pairs)
+    HomographyPair, auc, corner_error, estimate_homography, evaluate_pair, paired_auc_difference, project,
+    rotation_about_center, summarize_pairs, synthetic_pairs)
 from featloc_ros.evaluation.relative_pose import PosePair, evaluate_pose_pair
 from featloc_ros.geometry.transforms import make_transform
 from featloc_ros.synthesis import apply_photometric, sample_homography, warp_image
@@ -131,3 +131,37 @@ def test_refit_is_the_least_squares_homography_of_magsacs_inliers():
     s = summarize_pairs([e, e])
     assert s["h_auc3_refit"]["mean"] == pytest.approx(np.mean([auc([x, x], 3) for x in e["corner_errors_refit"]]))
     assert "h_auc3_refit" not in summarize_pairs([evaluate_pair(pair, k0, k1, m, ransac_orders=4)])
+
+
+def test_more_warps_per_photo_keep_the_pairs_of_fewer(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), _photo()[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "b.png"), _photo()[::-1, :, ::-1])
+    photos = sorted(tmp_path.glob("*.png"))
+    one = synthetic_pairs("synthetic_night", photos, warps_per_photo=1)
+    three = synthetic_pairs("synthetic_night", photos, warps_per_photo=3)
+    assert [p.name for p in one] == ["synthetic_night_a", "synthetic_night_b"]
+    assert len(three) == 6 and len({p.name for p in three}) == 6
+    kept = {p.name: p for p in three}
+    for p in one:
+        np.testing.assert_array_equal(kept[p.name].H_0to1, p.H_0to1)
+        np.testing.assert_array_equal(kept[p.name].image1, p.image1)
+    assert not np.allclose(three[0].H_0to1, three[1].H_0to1)  # the extra warps are new draws
+    with pytest.raises(ValueError, match="warps_per_photo"):
+        synthetic_pairs("synthetic_night", photos, warps_per_photo=0)
+
+
+def test_paired_auc_difference_sees_a_consistent_gain_and_not_noise():
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(0, 3, (5, 60))  # (orders, pairs)
+    same = paired_auc_difference(ref, ref, resamples=300)
+    assert same["difference"] == 0 and same["ci95"] == [0.0, 0.0]
+    better = paired_auc_difference(ref * 0.8, ref, resamples=300)  # every pair 20% closer
+    assert better["difference"] == pytest.approx(np.mean([auc(list(e * 0.8), 3) - auc(list(e), 3) for e in ref]))
+    assert better["ci95"][0] > 0 and better["p_not_above"] == 0
+    # one pair much better, one much worse: the interval straddles 0
+    mixed = ref.copy()
+    mixed[:, 0], mixed[:, 1] = 0.0, 10.0
+    noisy = paired_auc_difference(mixed, ref, resamples=300)
+    assert noisy["ci95"][0] < 0 < noisy["ci95"][1]
+    with pytest.raises(ValueError, match="same non-empty pairs"):
+        paired_auc_difference(ref[:, :10], ref)

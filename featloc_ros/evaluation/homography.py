@@ -110,19 +110,24 @@ SYNTHETIC_SETS = {
 }
 
 
-def synthetic_pairs(set_name: str, photos: list[Path], seed: int = 0, max_side: int = 640) -> list[HomographyPair]:
-    """One pair per photo: the photo (resized) against its warped, photometrically changed copy.
-    Deterministic: the generator is seeded with (seed, set index, photo index)."""
+def synthetic_pairs(set_name: str, photos: list[Path], seed: int = 0, max_side: int = 640,
+                    warps_per_photo: int = 1) -> list[HomographyPair]:
+    """``warps_per_photo`` pairs per photo: the photo (resized) against a warped, photometrically changed copy.
+    Deterministic: warp k of photo i is drawn from the generator seeded with (seed, set index, i) for k = 0 and
+    (seed, set index, i, k) after, so the pairs of a smaller ``warps_per_photo`` are a subset of a larger one's."""
+    if warps_per_photo < 1:
+        raise ValueError(f"warps_per_photo must be at least 1, got {warps_per_photo}")
     hkw, change = SYNTHETIC_SETS[set_name]
     set_index = list(SYNTHETIC_SETS).index(set_name)
     pairs = []
     for i, path in enumerate(photos):
-        rng = np.random.default_rng([seed, set_index, i])
         im0, _ = resize_max(read_rgb(path), max_side)
         h, w = im0.shape[:2]
-        H = sample_homography(rng, w, h, **hkw)
-        im1 = apply_photometric(warp_image(im0, H), change, rng)
-        pairs.append(HomographyPair(f"{set_name}_{path.stem}", im0, im1, H))
+        for k in range(warps_per_photo):
+            rng = np.random.default_rng([seed, set_index, i] + ([k] if k else []))
+            H = sample_homography(rng, w, h, **hkw)
+            im1 = apply_photometric(warp_image(im0, H), change, rng)
+            pairs.append(HomographyPair(f"{set_name}_{path.stem}" + (f"_w{k}" if k else ""), im0, im1, H))
     return pairs
 
 
@@ -203,6 +208,35 @@ def auc(errors: list[float], threshold: float) -> float:
     x = np.r_[e[:last], threshold]
     y = np.r_[recall[:last], recall[last - 1]]
     return float(np.trapezoid(y, x) / threshold)
+
+
+def pair_corner_errors(per_pair: list[dict]) -> np.ndarray:
+    """(R, pairs) corner errors: the R RANSAC orders of each pair (R = 1 without ``corner_errors``)."""
+    return np.array([p.get("corner_errors", [p["corner_error"]]) for p in per_pair], np.float64).T
+
+
+def paired_auc_difference(errors: np.ndarray, reference: np.ndarray, threshold: float = 3.0,
+                          resamples: int = 2000, seed: int = 0) -> dict:
+    """AUC@threshold of a method minus that of a reference on the same pairs, with a 95% bootstrap interval.
+
+    ``errors``, ``reference``: (R, pairs) corner errors (R RANSAC orders, the same pairs in the same order). The
+    difference is the mean over the orders of AUC(method) - AUC(reference); the interval resamples the pairs with
+    replacement (the same draw for both, so what the pairs have in common cancels) and gives the 2.5 and 97.5
+    percentiles of that difference. An interval that contains 0 means the set cannot tell the two apart."""
+    errors, reference = np.atleast_2d(errors), np.atleast_2d(reference)
+    if errors.shape[1] != reference.shape[1] or errors.shape[1] == 0:
+        raise ValueError(f"paired comparison needs the same non-empty pairs, got {errors.shape} and {reference.shape}")
+
+    def difference(idx: np.ndarray) -> float:
+        return float(np.mean([auc(list(e[idx]), threshold) for e in errors])
+                     - np.mean([auc(list(e[idx]), threshold) for e in reference]))
+
+    n = errors.shape[1]
+    rng = np.random.default_rng(seed)
+    boot = np.array([difference(rng.integers(0, n, n)) for _ in range(resamples)])
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {"difference": difference(np.arange(n)), "ci95": [float(lo), float(hi)],
+            "p_not_above": float(np.mean(boot <= 0)), "resamples": int(resamples)}
 
 
 def summarize_pairs(per_pair: list[dict]) -> dict:
