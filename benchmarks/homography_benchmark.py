@@ -27,8 +27,8 @@ from methods import DEFAULT_METHODS, FEATLOC_ABLATION_METHODS, MATCHER_METHODS, 
 
 from featloc_ros.evaluation.datasets import shared_data_dir
 from featloc_ros.evaluation.homography import (
-    H_THRESHOLDS, SYNTHETIC_SETS, evaluate_pair, oxford_pairs, pair_corner_errors, paired_auc_difference, rotation_pairs, summarize_pairs,
-    synthetic_pairs)
+    H_THRESHOLDS, SYNTHETIC_SETS, evaluate_pair, oxford_pairs, pair_corner_errors, paired_auc_difference,
+    rotation_pairs, summarize_pairs, synthetic_pairs)
 
 SYNTHETIC_SOURCES = ("openmvg_sceaux_castle/images", "superglue_assets/phototourism_sample_images")
 
@@ -200,11 +200,13 @@ def main(argv=None) -> int:
         md.append(f"\n## {set_name} ({n} pairs)\n")
         rows = [[m, s["mma"][1], s["mma"][3], s["mma"][5], *[s["h_accuracy"][t] for t in H_THRESHOLDS],
                  *[s["h_auc"][t] for t in H_THRESHOLDS], auc_orders(s), *([auc_refit(s)] if args.refit else []),
-                 *([versus_reference(s)] if args.reference else []), s["mean_num_matches"], s["mean_num_correct_3px"], s["extract_ms_median"], s["match_ms_median"]]
+                 *([versus_reference(s)] if args.reference else []), s["mean_num_matches"],
+                 s["mean_num_correct_3px"], s["extract_ms_median"], s["match_ms_median"]]
                 for m, s in by_method.items()]
         md.append(markdown_table(["method", "MMA@1", "MMA@3", "MMA@5", "H acc@1", "H acc@3", "H acc@5", "AUC@1",
                                   "AUC@3", "AUC@5", "AUC@3 (orders)", *(["AUC@3 (refit)"] if args.refit else []),
-                                  *([f"ΔAUC@3 vs {args.reference} [95% CI]"] if args.reference else []), "matches", "correct@3px", "extract ms", "match ms"], rows))
+                                  *([f"ΔAUC@3 vs {args.reference} [95% CI]"] if args.reference else []),
+                                  "matches", "correct@3px", "extract ms", "match ms"], rows))
     if skipped or missing_sets:
         md.append("\n## Not run\n")
         md += [f"- method {k}: {v}" for k, v in skipped.items()] + [f"- set {k}: {v}" for k, v in missing_sets.items()]
