@@ -239,3 +239,33 @@ def test_average_config_exports_the_mean_of_its_members(tmp_path):
     with pytest.raises(ValueError, match="odd.pt"):
         train(load_config(SMOKE, [f"average={[str(members[0]), str(tmp_path / 'odd.pt')]}"]), tmp_path / "r3",
               log=_quiet)
+
+
+def _blobs(S: int, centres: np.ndarray, sigma: float = 1.5) -> torch.Tensor:
+    """(1,1,S,S) score map with a Gaussian peak at each (x, y) centre."""
+    ys, xs = np.mgrid[0:S, 0:S].astype(np.float64)
+    m = np.zeros((S, S))
+    for x, y in centres:
+        m = np.maximum(m, np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma ** 2)))
+    return torch.tensor(m, dtype=torch.float32)[None, None]
+
+
+def test_keypoint_precision_loss_measures_subpixel_disagreement_and_trains_the_scores():
+    from featloc_ros.training.losses import DEFAULT_LOSS_CONF, keypoint_precision_loss
+
+    S, rng = 64, np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(np.arange(8, 60, 8), np.arange(8, 60, 8)), -1).reshape(-1, 2)
+    pa = grid + rng.uniform(-0.4, 0.4, (49, 2))
+    t = np.array([0.3, 0.2])  # B = A translated by t pixels
+    H = torch.tensor([[1, 0, t[0]], [0, 1, t[1]], [0, 0, 1.0]], dtype=torch.float32)[None]
+    batch = {"A": torch.zeros(1, 3, S, S), "H_AB": H, "valid_B": torch.ones(1, S, S, dtype=torch.bool)}
+    conf = {**DEFAULT_LOSS_CONF, "precision_points": 49}
+    sa = _blobs(S, pa)
+    exact, repeated = keypoint_precision_loss(torch.cat([sa, _blobs(S, pa + t), sa]), batch, conf)
+    off = keypoint_precision_loss(torch.cat([sa, _blobs(S, pa + t + [0.5, 0.0]), sa]), batch, conf)[0]
+    assert repeated == 1.0
+    # peaks as wide as the temperature suits: 0.06 px (one pixel wide, the soft-argmax rounds: 0.33); a 0.5 px miss
+    assert float(exact) < 0.1 and float(off) > 0.45
+    sb = _blobs(S, pa + t + [0.5, 0.0]).requires_grad_(True)
+    keypoint_precision_loss(torch.cat([sa, sb, sa]), batch, conf)[0].backward()
+    assert sb.grad is not None and float(sb.grad.abs().sum()) > 0

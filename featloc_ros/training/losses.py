@@ -36,7 +36,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..nn.featloc_net import KINDS, kind_invariances, normalize_meta, sample_map, selected_distance_matrix
+from ..nn.featloc_net import (
+    KINDS, kind_invariances, normalize_meta, sample_map, selected_distance_matrix, subpixel_offsets)
 
 DEFAULT_LOSS_CONF = {
     "points_per_image": 128,
@@ -52,7 +53,10 @@ DEFAULT_LOSS_CONF = {
     "reliability_cell_stride": 4,  # 8: rank the true match among every other 1/4 cell (x4), 4x cheaper
     "kappa": 0.5,
     "weights": {"descriptor": 1.0, "variant": 1.0, "meta": 1.0, "repeatability": 1.0, "peakiness": 0.5,
-                "reliability": 0.5, "spread": 0.0, "shift": 0.0},
+                "reliability": 0.5, "spread": 0.0, "shift": 0.0, "precision": 0.0},
+    "precision_points": 128,  # keypoints of A per image for the sub-pixel precision loss
+    "precision_temperature": 0.1,  # its soft-argmax temperature (the model's subpixel_temperature at inference)
+    "precision_clip_px": 1.5,  # pairs farther apart than this did not repeat: no gradient
 }
 
 
@@ -172,6 +176,54 @@ def shift_equivariance_loss(scores: torch.Tensor, shifted: torch.Tensor, shift: 
     return ((a - b) ** 2).mean()
 
 
+def _refined(scores: torch.Tensor, pix: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Integer pixels (B,N,2) of a score map (B,1,S,S) moved by the soft-argmax of their 3x3 windows -> (B,N,2)."""
+    S = scores.shape[-1]
+    off = subpixel_offsets(scores, temperature).flatten(2).transpose(1, 2)  # (B, S*S, 2)
+    idx = (pix[..., 1] * S + pix[..., 0]).long()
+    return pix + torch.gather(off, 1, idx[..., None].expand(-1, -1, 2))
+
+
+def keypoint_precision_loss(scores: torch.Tensor, batch: dict, conf: dict) -> tuple[torch.Tensor, float]:
+    """Sub-pixel precision of repeated keypoints, as the detector reports them at inference.
+
+    scores (3b,1,S,S) for [A; B; B0]. A's top ``precision_points`` local maxima (3x3) per image, each refined by
+    the soft-argmax of its 3x3 window (``precision_temperature``), are warped into B by H_AB; the local maximum of
+    B nearest to each (within the 3x3 pixels around it), refined alike, should lie on it. Returns (mean distance in
+    px over the pairs closer than ``precision_clip_px``: a keypoint that did not repeat gets no gradient, fraction
+    of A's keypoints that repeated so). Gradients reach both score maps through the soft-argmax offsets."""
+    b = batch["A"].shape[0]
+    sa, sb = scores[:b], scores[b:2 * b]
+    S = sa.shape[-1]
+    T, K, border = float(conf["precision_temperature"]), int(conf["precision_points"]), 2
+    with torch.no_grad():
+        inner = torch.zeros_like(sa, dtype=torch.bool)
+        inner[..., border:S - border, border:S - border] = True
+        peaks_a = (sa == F.max_pool2d(sa, 3, 1, 1)) & inner
+        top, idx = torch.topk((sa * peaks_a).flatten(1), K, dim=1)  # (b, K)
+        pix_a = torch.stack([idx % S, idx // S], -1).float()
+        peaks_b = ((sb == F.max_pool2d(sb, 3, 1, 1)) & inner).flatten(1)  # (b, S*S)
+    qb = warp_points(batch["H_AB"], _refined(sa, pix_a, T))  # (b, K, 2): A's keypoints where they belong in B
+    with torch.no_grad():
+        centre = qb.round()
+        best, best_d = centre.clone(), torch.full(top.shape, float("inf"))
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                c = centre + torch.tensor([dx, dy], dtype=centre.dtype)
+                inside = ((c >= border) & (c <= S - 1 - border)).all(-1)
+                lin = (c[..., 1].clamp(0, S - 1) * S + c[..., 0].clamp(0, S - 1)).long()
+                is_peak = inside & torch.gather(peaks_b, 1, lin)
+                d = torch.where(is_peak, (c - qb).norm(dim=-1), torch.full_like(best_d, float("inf")))
+                closer = d < best_d
+                best = torch.where(closer[..., None], c, best)
+                best_d = torch.where(closer, d, best_d)
+        ok = torch.isfinite(best_d) & (top > 0) & lookup_mask(batch["valid_B"], qb)
+    err = (_refined(sb, best.clamp(0, S - 1), T) - qb).norm(dim=-1)
+    use = ok & (err.detach() < float(conf["precision_clip_px"]))
+    loss = err[use].mean() if bool(use.any()) else scores.sum() * 0
+    return loss, float(use.float().mean())
+
+
 def compute_losses(out: dict, batch: dict, conf: dict, model, generator: torch.Generator
                    ) -> tuple[torch.Tensor, dict[str, float]]:
     """``out`` = model.forward_dense(cat([A, B, B0])) of a FeatLocNet ``model`` (whose ``local_at`` gives the
@@ -270,6 +322,10 @@ def compute_losses(out: dict, batch: dict, conf: dict, model, generator: torch.G
         l_shift = shift_equivariance_loss(out["scores"][:b], out["scores_shifted"], out["shift"])
         total = total + w["shift"] * l_shift
         logs["shift"] = l_shift.item()
+    if w["precision"]:
+        l_prec, repeated = keypoint_precision_loss(out["scores"], batch, c)
+        total = total + w["precision"] * l_prec
+        logs["precision_px"], logs["precision_repeated"] = l_prec.item(), repeated
     logs.update({"meta": l_meta.item(), "repeatability": det["repeatability"].item(),
                  "peakiness": det["peakiness"].item(), "reliability": l_rel.item(),
                  "reliable_frac": float(P[valid].mean()),
