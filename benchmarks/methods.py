@@ -30,7 +30,7 @@ class RegistryMethod:
 
     kind = "featloc registry"
 
-    def __init__(self, name: str, features: str, matcher: str | dict):
+    def __init__(self, name: str, features: str | dict, matcher: str | dict):
         self.name, self.features, self.matcher_name = name, features, matcher
         # None, or a dict shared by several methods: features kept per (extractor, max_keypoints, image) so that
         # methods with the same extractor extract each image once (the extraction times are then those of the
@@ -38,7 +38,7 @@ class RegistryMethod:
         self.feature_cache: dict | None = None
 
     def _extractor(self, max_keypoints: int):
-        conf = dict(feature_confs[self.features])
+        conf = dict(feature_confs[self.features] if isinstance(self.features, str) else self.features)
         conf["max_keypoints"] = max_keypoints
         conf["resize_max"] = 0  # benchmark images are used at the size the set defines
         return create_extractor(conf)
@@ -61,7 +61,7 @@ class RegistryMethod:
     def _extract(self, ext, image: np.ndarray, max_keypoints: int):
         if self.feature_cache is None:
             return ext(image)
-        key = (self.features, max_keypoints, image.shape, hashlib.sha1(image.tobytes()).hexdigest())
+        key = (str(self.features), max_keypoints, image.shape, hashlib.sha1(image.tobytes()).hexdigest())
         if key not in self.feature_cache:
             self.feature_cache[key] = ext(image)
         return self.feature_cache[key]
@@ -133,6 +133,9 @@ OURS = {
 # weights (the architecture file next to them; a relative path is relative to the working directory) and optionally
 # another match confidence threshold, named featloc+<file stem>[@<threshold>]
 TRAINED_MATCHER_PREFIX = "featloc+sparse@"
+# "featloc@<weights.pt>+isnn": an experiment's FeatLoc weights (the architecture file next to them) with
+# invariance-selected mutual NN, named <file stem>+isnn
+TRAINED_FEATURES_PREFIX, TRAINED_FEATURES_SUFFIX = "featloc@", "+isnn"
 # the matcher against invariance-selected mutual NN (with and without the ratio test) on the same keypoints
 MATCHER_METHODS = ["featloc+sparse", "featloc+sparse_as_dense", "featloc+isnn", "featloc+isnn_ratio",
                    "aliked_lightglue"]
@@ -176,6 +179,13 @@ def resolve_methods(names: list[str]) -> tuple[list, dict[str, str]]:
                 conf["filter_threshold"] = threshold
             methods.append(RegistryMethod(f"featloc+{path.stem}" + ("" if threshold is None else f"@{threshold:g}"),
                                           "featloc", conf))
+        elif name.startswith(TRAINED_FEATURES_PREFIX) and name.endswith(TRAINED_FEATURES_SUFFIX):
+            path = Path(name[len(TRAINED_FEATURES_PREFIX):-len(TRAINED_FEATURES_SUFFIX)])
+            if not path.is_file():
+                skipped[name] = f"FeatLoc weights {path} not found (train them first)"
+                continue
+            conf = {**feature_confs["featloc"], "weights": str(path.resolve())}
+            methods.append(RegistryMethod(f"{path.stem}+isnn", conf, "featloc_isnn"))
         elif name == OrbMethod.name:
             methods.append(OrbMethod())
         elif name in PEER_METHODS:

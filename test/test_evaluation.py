@@ -165,3 +165,18 @@ def test_paired_auc_difference_sees_a_consistent_gain_and_not_noise():
     assert noisy["ci95"][0] < 0 < noisy["ci95"][1]
     with pytest.raises(ValueError, match="same non-empty pairs"):
         paired_auc_difference(ref[:, :10], ref)
+
+
+def test_benchmark_method_for_experiment_feature_weights(tmp_path):
+    """benchmarks/methods.py: "featloc@<weights>+isnn" runs an experiment's FeatLoc weights with invariance-selected
+    mutual NN, named after the file, and is skipped with the reason when the file is missing."""
+    from benchmarks.methods import TRAINED_FEATURES_PREFIX, resolve_methods
+    from featloc_ros.features.featloc import resolve_model_file
+
+    weights = resolve_model_file(None)  # the shipped featloc_v4.pt
+    spec = TRAINED_FEATURES_PREFIX + str(weights) + "+isnn"
+    missing = TRAINED_FEATURES_PREFIX + str(tmp_path / "missing.pt") + "+isnn"
+    methods, skipped = resolve_methods([spec, missing])
+    assert [m.name for m in methods] == ["featloc_v4+isnn"]
+    assert methods[0].features["weights"] == str(weights.resolve()) and methods[0].matcher_name == "featloc_isnn"
+    assert "missing.pt not found" in skipped[missing]
