@@ -180,3 +180,20 @@ def test_benchmark_method_for_experiment_feature_weights(tmp_path):
     assert [m.name for m in methods] == ["featloc_v4+isnn"]
     assert methods[0].features["weights"] == str(weights.resolve()) and methods[0].matcher_name == "featloc_isnn"
     assert "missing.pt not found" in skipped[missing]
+
+
+def test_keypoint_precision_residuals_keep_the_correct_matches_and_show_a_shift(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # its sibling imports
+    from keypoint_precision import residuals, summarize
+
+    pair, k0, k1, _ = _warped_pair(1, 100)
+    k1 = k1 + [0.3, -0.1]  # every keypoint of image 1 shifted
+    k1[:10] += 20.0  # ten wrong matches
+    out = {"keypoints0": k0, "keypoints1": k1, "matches": np.stack([np.arange(100)] * 2, 1)}
+    r = residuals(pair, out, within=3.0)
+    s = summarize(r)
+    assert s["matches"] == 90 and s["within_1px"] == 1.0
+    assert s["mean_dx"] == pytest.approx(0.3, abs=1e-6) and s["mean_dy"] == pytest.approx(-0.1, abs=1e-6)
+    assert s["rms_px"] == pytest.approx(np.hypot(0.3, 0.1), abs=1e-6)
