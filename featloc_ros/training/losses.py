@@ -28,7 +28,9 @@ Detector (R2D2-style, dense, fast on CPU):
 - reliability: cells whose descriptor (``reliability_kind``) is distinctive (reciprocal rank P of the true
   match among the cells of B farther than ``neighbor_radius``; with ``reliability_cell_stride`` 8 the rank is
   estimated on every other cell, times 4) should hold a peak, others should not:
-  mean(1 - P*R - kappa*(1 - R)) with R the max score in the 4x4 cell (as R2D2's AP/reliability loss).
+  mean(1 - P*R - kappa*(1 - R)) with R the max score in the 4x4 cell (as R2D2's AP/reliability loss);
+- precision (weight ``precision``, off by default): keypoint_precision_loss, the distance between A's refined
+  keypoints warped into B and B's nearest refined keypoints (the sub-pixel positions the detector reports).
 """
 
 from __future__ import annotations
