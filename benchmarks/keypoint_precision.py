@@ -21,14 +21,12 @@ from common import markdown_table, write_results  # noqa: E402
 from homography_benchmark import build_sets
 from methods import resolve_methods
 
-from featloc_ros.evaluation.homography import SYNTHETIC_SETS, project
+from featloc_ros.evaluation.homography import SYNTHETIC_SETS, match_residuals
 
 
 def residuals(pair, out: dict, within: float) -> np.ndarray:
     """(M, 2) residuals kp1 - H kp0 of the pair's matches closer than ``within`` px."""
-    m = np.asarray(out["matches"], np.int64).reshape(-1, 2)
-    r = (np.asarray(out["keypoints1"], np.float64)[m[:, 1]]
-         - project(pair.H_0to1, np.asarray(out["keypoints0"], np.float64)[m[:, 0]]))
+    r = match_residuals(pair, out["keypoints0"], out["keypoints1"], out["matches"])[3]
     return r[np.linalg.norm(r, axis=1) < within]
 
 

@@ -165,6 +165,15 @@ def estimate_homography(p0: np.ndarray, p1: np.ndarray, ransac_px: float = 3.0, 
     return H_refit if refit else H
 
 
+def match_residuals(pair: HomographyPair, kpts0: np.ndarray, kpts1: np.ndarray, matches: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Matches (M,2) int64, their points p0, p1 (M,2) and residuals p1 - H p0 (M,2) against the ground truth."""
+    m = np.asarray(matches, dtype=np.int64).reshape(-1, 2)
+    p0 = np.asarray(kpts0, np.float64)[m[:, 0]] if len(m) else np.zeros((0, 2))
+    p1 = np.asarray(kpts1, np.float64)[m[:, 1]] if len(m) else np.zeros((0, 2))
+    return m, p0, p1, (p1 - project(pair.H_0to1, p0)) if len(m) else np.zeros((0, 2))
+
+
 def evaluate_pair(pair: HomographyPair, kpts0: np.ndarray, kpts1: np.ndarray, matches: np.ndarray,
                   ransac_px: float = 3.0, ransac_orders: int = 1, refit: bool = False) -> dict:
     """Per-pair metrics from matched keypoints (pixel coordinates of image0 / image1).
@@ -173,10 +182,8 @@ def evaluate_pair(pair: HomographyPair, kpts0: np.ndarray, kpts1: np.ndarray, ma
     ``corner_errors`` (R values) adds R - 1 estimates on random orders of the matches (order r is drawn from
     seed r, independent of the method). ``refit``: also ``corner_errors_refit`` (R values), the same estimates
     refitted by least squares on MAGSAC's inliers (a second measure; the criteria use MAGSAC's own)."""
-    m = np.asarray(matches, dtype=np.int64).reshape(-1, 2)
-    p0 = np.asarray(kpts0, np.float64)[m[:, 0]] if len(m) else np.zeros((0, 2))
-    p1 = np.asarray(kpts1, np.float64)[m[:, 1]] if len(m) else np.zeros((0, 2))
-    err = np.linalg.norm(project(pair.H_0to1, p0) - p1, axis=1) if len(m) else np.zeros(0)
+    m, p0, p1, residual = match_residuals(pair, kpts0, kpts1, matches)
+    err = np.linalg.norm(residual, axis=1)
     h, w = pair.image0.shape[:2]
     errors, refitted = [], []
     for r in range(max(1, int(ransac_orders))):
@@ -254,7 +261,7 @@ def summarize_pairs(per_pair: list[dict]) -> dict:
     }
     orders = {len(p.get("corner_errors", ())) for p in per_pair}
     if per_pair and len(orders) == 1 and min(orders) > 1:
-        by_order = np.array([p["corner_errors"] for p in per_pair]).T  # (R, pairs)
+        by_order = pair_corner_errors(per_pair)  # (R, pairs)
         out["ransac_orders"] = int(by_order.shape[0])
         out["h_auc_orders"] = {}
         for t in H_THRESHOLDS:

@@ -208,10 +208,10 @@ def keypoint_precision_loss(scores: torch.Tensor, batch: dict, conf: dict) -> tu
     qb = warp_points(batch["H_AB"], _refined(sa, pix_a, T))  # (b, K, 2): A's keypoints where they belong in B
     with torch.no_grad():
         centre = qb.round()
-        best, best_d = centre.clone(), torch.full(top.shape, float("inf"))
+        best, best_d = centre.clone(), top.new_full(top.shape, float("inf"))
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
-                c = centre + torch.tensor([dx, dy], dtype=centre.dtype)
+                c = centre + centre.new_tensor([dx, dy])
                 inside = ((c >= border) & (c <= S - 1 - border)).all(-1)
                 lin = (c[..., 1].clamp(0, S - 1) * S + c[..., 0].clamp(0, S - 1)).long()
                 is_peak = inside & torch.gather(peaks_b, 1, lin)
