@@ -10,7 +10,7 @@ Architecture (channels for the default configuration; strides relative to the in
       -> KeypointHead(c1, p2): full-resolution score map (pixel shuffle of a 1/2-resolution map; v4
          ``detector_head: full``: FullResolutionKeypointHead, scored at full resolution from the upsampled
          context and low-level maps, so the keypoints follow sub-pixel shifts),
-         NMS by max-pooling, top-k (fixed k + validity mask, static output shapes), optional soft-argmax
+         optional Gaussian blur of the score map (``score_blur``), NMS by max-pooling, top-k (fixed k + validity mask, static output shapes), optional soft-argmax
          refinement of each keypoint in its 3x3 window (``subpixel_temperature``; off by default), and a
          constant offset added to the output keypoints (``keypoint_offset``: the detector's measured shift)
       -> 4 DescriptorHeads(p2): semi-dense local descriptors l_s at 1/4 (D=64 each), one per invariance
@@ -252,10 +252,14 @@ def subpixel_offsets(scores: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def detect_keypoints(scores: torch.Tensor, k: int, nms_radius: int, threshold: float, border: int,
-                     subpixel_temperature: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                     subpixel_temperature: float = 0.0, blur: float = 0.0
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fixed-k detection: (B,1,H,W) scores in [0,1] -> keypoints (B,k,2) float (x, y) pixels,
     scores (B,k) (descending), valid (B,k) bool (score > threshold after NMS). Needs H*W >= k.
+    blur > 0: the scores are first blurred (Gaussian, sigma px; the returned scores are the blurred ones).
     subpixel_temperature > 0: each keypoint moves by the soft-argmax of the scores in its 3x3 window."""
+    if blur > 0:
+        scores = gaussian_blur(scores, blur)
     s = simple_nms(border_mask(scores, border), nms_radius)
     h, w = s.shape[-2:]
     top, idx = torch.topk(s.flatten(1), k, dim=1)
@@ -553,6 +557,9 @@ class FeatLocNet(nn.Module):
         "detection_threshold": 0.01,
         "remove_borders": 4,
         "detector_head": "shuffle",  # "shuffle": KeypointHead (v1-v3); "full": FullResolutionKeypointHead (v4)
+        # > 0: the score map is blurred (Gaussian, sigma px) before NMS and refinement: peaks made by image noise
+        # merge, so the detections repeat better on dark, noisy images (measured by calibrate_keypoints.py)
+        "score_blur": 0.0,
         "subpixel_temperature": 0.0,  # > 0: soft-argmax refinement in the 3x3 window (v2 peaks are one pixel wide: no gain)
         # (dx, dy) px added to every output keypoint (after the descriptors are sampled): the detector's systematic
         # shift, measured on training pairs by training/calibrate_keypoints.py (v4: about a quarter pixel in x)
@@ -687,7 +694,7 @@ class FeatLocNet(nn.Module):
             scores = torch.sigmoid(feats[0]["logits"])
         k = data.get("max_keypoints", c["max_keypoints"])
         kpts, kscores, valid = detect_keypoints(scores, k, c["nms_radius"], c["detection_threshold"],
-                                                c["remove_borders"], c["subpixel_temperature"])
+                                                c["remove_borders"], c["subpixel_temperature"], c["score_blur"])
         h, w = image.shape[-2:]
         desc = [self.describe(f, rot90_points(kpts, r, h, w)) for r, f in zip(turns, feats)]
         if any(c["keypoint_offset"]):
@@ -784,6 +791,7 @@ def export_onnx(model: FeatLocNet, path, nms_radius: int | None = None, detectio
             "featloc.detection_threshold": str(model.conf["detection_threshold"]),
             "featloc.remove_borders": str(model.conf["remove_borders"]),
             "featloc.subpixel_temperature": str(model.conf["subpixel_temperature"]),
+            "featloc.score_blur": str(model.conf["score_blur"]),
             "featloc.keypoint_offset": ",".join(str(float(v)) for v in model.conf["keypoint_offset"]),
             "featloc.descriptor_dim": str(model.conf["descriptor_dim"]),
             "featloc.meta_dim": str(model.conf["meta_dim"])}

@@ -1,7 +1,13 @@
 """Measure a FeatLoc detector's systematic keypoint shift on training pairs, and store it with the weights.
 
     python -m featloc_ros.training.calibrate_keypoints --weights models/featloc_v4.pt \\
-        --subpixel-temperature 0.1 [--pairs 150] [--seed 777] [--write]
+        --subpixel-temperature 0.1 [--score-blur-candidates 0 0.5 0.7 1 1.5] [--pairs 150] [--seed 777] [--write]
+
+Score blur (``--score-blur-candidates``): before the offset, each candidate sigma of the score-map blur
+(FeatLocNet conf ``score_blur``) is run on training pairs with photometric changes (half of them night) and half
+of them rotated; the candidate whose keypoints repeat best (mean over the photometric kinds none / illumination /
+night of the fraction of A's keypoints with a keypoint of B within 1 px of their projection) is kept, and the
+offset is measured with it. Without candidates the blur stays as the architecture file has it.
 
 A shift d that is the same in every image's own pixel frame cancels between two images related by a
 translation, but not under rotation: with B = H(A), a keypoint at true position p is reported at p - d in
@@ -62,15 +68,75 @@ def solve_offset(rows: np.ndarray, rhs: np.ndarray) -> dict:
             "keypoint_pairs": int(len(rhs) // 2)}
 
 
-def calibrate(weights: Path, subpixel_temperature: float, pairs: int, seed: int, match_px: float = 2.0,
-              max_keypoints: int = 512, crop_size: int = 320) -> dict:
-    """The offset of the FeatLoc detector of ``weights`` (its architecture file, with this refinement
-    temperature and no offset) on ``pairs`` rotated training pairs."""
+def nearest_distances(H: np.ndarray, kpts_a: np.ndarray, kpts_b: np.ndarray, inside_b: np.ndarray) -> np.ndarray:
+    """Distance from the projection into B of each keypoint of A that lands where B has content (``inside_b``
+    (S,S) bool) to the nearest keypoint of B (inf when B has none): (M,)."""
+    proj = project(H, kpts_a) if len(kpts_a) else np.zeros((0, 2))
+    s = inside_b.shape[0]
+    xy = np.round(proj).astype(int)
+    ok = (xy >= 0).all(1) & (xy < s).all(1)
+    ok[ok] = inside_b[xy[ok, 1], xy[ok, 0]]
+    proj = proj[ok]
+    if len(kpts_b) == 0:
+        return np.full(len(proj), np.inf)
+    return np.sqrt(((proj[:, None, :] - kpts_b[None, :, :]) ** 2).sum(-1).min(1))
+
+
+def extractor(weights: Path, subpixel_temperature: float, score_blur: float | None, max_keypoints: int):
+    """The FeatLoc extractor of ``weights`` with this refinement temperature and score blur (None: the
+    architecture file's) and no keypoint offset."""
     from ..features.featloc import FeatLoc
+
+    model = {"subpixel_temperature": subpixel_temperature, "keypoint_offset": (0.0, 0.0)}
+    if score_blur is not None:
+        model["score_blur"] = score_blur
+    return FeatLoc({"weights": str(weights), "max_keypoints": max_keypoints, "resize_max": 0, "model": model})
+
+
+def repeatability(weights: Path, subpixel_temperature: float, score_blur: float, pairs: int, seed: int,
+                  max_keypoints: int = 512, crop_size: int = 320) -> dict:
+    """How well the detections repeat on training pairs with photometric changes (half night, half rotated):
+    {kind: {"pairs", "repeat_1px", "repeat_2px", "median_px"}} for kind in none / illumination / night / all, and
+    "score": the mean of repeat_1px over the three kinds. median_px: over the keypoints repeated within 2 px."""
     from .data import PairDataset
 
-    ext = FeatLoc({"weights": str(weights), "max_keypoints": max_keypoints, "resize_max": 0,
-                   "model": {"subpixel_temperature": subpixel_temperature, "keypoint_offset": (0.0, 0.0)}})
+    ext = extractor(weights, subpixel_temperature, score_blur, max_keypoints)
+    data = PairDataset({"crop_size": crop_size, "p_rotation": 0.5, "p_illumination": 2 / 3, "night_fraction": 0.5},
+                       seed)
+    dists: dict[str, list] = {"none": [], "illumination": [], "night": []}
+    for i in range(pairs):
+        s = data[i]
+        d = nearest_distances(s["H_AB"].astype(np.float64), ext(s["A"]).keypoints.astype(np.float64),
+                              ext(s["B"]).keypoints.astype(np.float64), s["valid_B"])
+        dists[s["photometric"]].append(d)
+    out: dict = {}
+    for kind, ds in {**dists, "all": sum(dists.values(), [])}.items():
+        d = np.concatenate(ds) if ds else np.zeros(0)
+        near = d[d < 2]
+        out[kind] = {"pairs": len(ds), "repeat_1px": float(np.mean(d < 1)) if len(d) else 0.0,
+                     "repeat_2px": float(np.mean(d < 2)) if len(d) else 0.0,
+                     "median_px": float(np.median(near)) if len(near) else float("nan")}
+    out["score"] = float(np.mean([out[k]["repeat_1px"] for k in dists]))
+    return out
+
+
+def choose_score_blur(weights: Path, subpixel_temperature: float, candidates: list[float], pairs: int, seed: int
+                      ) -> dict:
+    """Each candidate's ``repeatability`` and the best: {"score_blur", "candidates": {sigma: result}}."""
+    if not candidates:
+        raise ValueError("keypoint calibration: no score blur candidates")
+    results = {str(c): repeatability(weights, subpixel_temperature, c, pairs, seed) for c in candidates}
+    best = max(candidates, key=lambda c: results[str(c)]["score"])
+    return {"score_blur": float(best), "candidates": results, "pairs": pairs, "seed": seed}
+
+
+def calibrate(weights: Path, subpixel_temperature: float, pairs: int, seed: int, match_px: float = 2.0,
+              max_keypoints: int = 512, crop_size: int = 320, score_blur: float | None = None) -> dict:
+    """The offset of the FeatLoc detector of ``weights`` (its architecture file, with this refinement
+    temperature, this score blur (None: the file's) and no offset) on ``pairs`` rotated training pairs."""
+    from .data import PairDataset
+
+    ext = extractor(weights, subpixel_temperature, score_blur, max_keypoints)
     data = PairDataset({"crop_size": crop_size, "p_rotation": 1.0, "p_illumination": 0.0}, seed)
     rows, rhs = [], []
     for i in range(pairs):
@@ -83,7 +149,7 @@ def calibrate(weights: Path, subpixel_temperature: float, pairs: int, seed: int,
     sources = data.describe_sources()
     if sources.get("corpus"):  # the folder's name, not this machine's path
         sources["corpus"] = Path(sources["corpus"]).name
-    out.update({"subpixel_temperature": subpixel_temperature, "pairs": pairs, "seed": seed, "match_px": match_px,
+    out.update({"subpixel_temperature": subpixel_temperature, "score_blur": ext.net.conf["score_blur"], "pairs": pairs, "seed": seed, "match_px": match_px,
                 "max_keypoints": max_keypoints, "crop_size": crop_size, "data": sources})
     return out
 
@@ -99,6 +165,8 @@ def write_calibration(weights: Path, result: dict) -> dict:
 
     arch = {**load_architecture(weights), "subpixel_temperature": result["subpixel_temperature"],
             "keypoint_offset": result["offset"]}
+    if "score_blur" in result:
+        arch["score_blur"] = result["score_blur"]
     path = architecture_path(weights)
     path.write_text(json.dumps({"format": ARCHITECTURE_FORMAT, "model": arch, "keypoint_calibration": result},
                                indent=2) + "\n")
@@ -112,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", required=True, help="FeatLoc state dict (its .model.json next to it)")
     p.add_argument("--subpixel-temperature", type=float, default=0.1)
+    p.add_argument("--score-blur-candidates", type=float, nargs="*", default=None,
+                   help="score-map blur sigmas (px) to compare; the best by repeatability is kept")
     p.add_argument("--pairs", type=int, default=150)
     p.add_argument("--seed", type=int, default=777)
     p.add_argument("--match-px", type=float, default=2.0, help="a keypoint of B this close to the projection counts")
@@ -120,7 +190,18 @@ def main(argv: list[str] | None = None) -> int:
     weights = Path(args.weights)
     if not weights.is_file():
         raise SystemExit(f"calibrate_keypoints: {weights} not found")
-    result = calibrate(weights, args.subpixel_temperature, args.pairs, args.seed, args.match_px)
+    blur = None
+    if args.score_blur_candidates:
+        choice = choose_score_blur(weights, args.subpixel_temperature, args.score_blur_candidates, args.pairs,
+                                   args.seed)
+        for sigma, r in choice["candidates"].items():
+            print(f"score_blur {sigma}: score {r['score']:.4f} " + " ".join(
+                f"{k} {r[k]['repeat_1px']:.3f}/{r[k]['repeat_2px']:.3f}/{r[k]['median_px']:.3f}"
+                for k in ("none", "illumination", "night")), flush=True)
+        blur = choice["score_blur"]
+    result = calibrate(weights, args.subpixel_temperature, args.pairs, args.seed, args.match_px, score_blur=blur)
+    if args.score_blur_candidates:
+        result["score_blur_choice"] = choice
     print(json.dumps({k: result[k] for k in ("offset", "halves", "rms_before", "rms_after", "keypoint_pairs")}))
     if args.write:
         print(json.dumps(write_calibration(weights, result)))
