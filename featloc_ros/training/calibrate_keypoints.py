@@ -7,7 +7,7 @@ Score blur (``--score-blur-candidates``): before the offset, each candidate sigm
 (FeatLocNet conf ``score_blur``) is run on training pairs with photometric changes (half of them night) and half
 of them rotated; the candidate whose keypoints repeat best (mean over the photometric kinds none / illumination /
 night of the fraction of A's keypoints with a keypoint of B within 1 px of their projection) is kept, and the
-offset is measured with it. Without candidates the blur stays as the architecture file has it.
+offset is measured with it. ``--score-blur-candidates`` with no values keeps the architecture file's blur.
 
 A shift d that is the same in every image's own pixel frame cancels between two images related by a
 translation, but not under rotation: with B = H(A), a keypoint at true position p is reported at p - d in
@@ -66,6 +66,9 @@ def solve_offset(rows: np.ndarray, rhs: np.ndarray) -> dict:
     return {"offset": [round(float(v), 4) for v in d], "halves": [[round(float(v), 4) for v in h] for h in halves],
             "rms_before": float(np.sqrt(np.mean(rhs ** 2))), "rms_after": float(np.sqrt(np.mean((rhs - rows @ d) ** 2))),
             "keypoint_pairs": int(len(rhs) // 2)}
+
+
+SCORE_BLUR_CANDIDATES = (0.0, 0.5, 0.7, 1.0, 1.5)  # px; v4 keeps 1.0 (models/README.md)
 
 
 def nearest_distances(H: np.ndarray, kpts_a: np.ndarray, kpts_b: np.ndarray, inside_b: np.ndarray) -> np.ndarray:
@@ -180,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", required=True, help="FeatLoc state dict (its .model.json next to it)")
     p.add_argument("--subpixel-temperature", type=float, default=0.1)
-    p.add_argument("--score-blur-candidates", type=float, nargs="*", default=None,
-                   help="score-map blur sigmas (px) to compare; the best by repeatability is kept")
+    p.add_argument("--score-blur-candidates", type=float, nargs="*", default=list(SCORE_BLUR_CANDIDATES),
+                   help="score-map blur sigmas (px) to compare; the best by repeatability is kept (given with no "
+                        "values: keep the architecture file's blur)")
     p.add_argument("--pairs", type=int, default=150)
     p.add_argument("--seed", type=int, default=777)
     p.add_argument("--match-px", type=float, default=2.0, help="a keypoint of B this close to the projection counts")
