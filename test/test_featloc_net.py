@@ -114,6 +114,27 @@ def test_repeatability_distances_count_only_points_that_land_in_b():
     assert np.isinf(nearest_distances(H, a, np.zeros((0, 2)), inside)).all()
 
 
+def test_score_blur_choice_on_training_pairs():
+    """choose_score_blur runs each candidate on training pairs (procedural images work without the corpus) and
+    keeps the one whose keypoints repeat best within 1 px, averaged over the photometric kinds."""
+    from featloc_ros.features.featloc import resolve_model_file
+    from featloc_ros.training.calibrate_keypoints import choose_score_blur
+
+    try:
+        weights = resolve_model_file(None)
+    except FileNotFoundError as e:
+        pytest.skip(str(e).splitlines()[0])
+    res = choose_score_blur(weights, 0.1, [0.0, 1.0], pairs=4, seed=3)
+    scores = {}
+    for sigma, r in res["candidates"].items():
+        assert sum(r[k]["pairs"] for k in ("none", "illumination", "night")) == 4 == r["all"]["pairs"]
+        kinds = [k for k in ("none", "illumination", "night") if r[k]["pairs"]]
+        assert all(0.0 <= r[k]["repeat_1px"] <= r[k]["repeat_2px"] <= 1.0 for k in kinds)
+        assert r["all"]["repeat_1px"] > 0.05  # the shipped detector repeats on training pairs
+        scores[float(sigma)] = r["score"]
+    assert res["score_blur"] == max(scores, key=scores.get)
+
+
 def test_keypoint_offset_moves_the_output_keypoints_only():
     x = torch.rand(1, 1, 96, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -100,7 +100,8 @@ def repeatability(weights: Path, subpixel_temperature: float, score_blur: float,
                   max_keypoints: int = 512, crop_size: int = 320) -> dict:
     """How well the detections repeat on training pairs with photometric changes (half night, half rotated):
     {kind: {"pairs", "repeat_1px", "repeat_2px", "median_px"}} for kind in none / illumination / night / all, and
-    "score": the mean of repeat_1px over the three kinds. median_px: over the keypoints repeated within 2 px."""
+    "score": the mean of repeat_1px over the three kinds (those with pairs). median_px: over the keypoints repeated
+    within 2 px."""
     from .data import PairDataset
 
     ext = extractor(weights, subpixel_temperature, score_blur, max_keypoints)
@@ -119,7 +120,7 @@ def repeatability(weights: Path, subpixel_temperature: float, score_blur: float,
         out[kind] = {"pairs": len(ds), "repeat_1px": float(np.mean(d < 1)) if len(d) else 0.0,
                      "repeat_2px": float(np.mean(d < 2)) if len(d) else 0.0,
                      "median_px": float(np.median(near)) if len(near) else float("nan")}
-    out["score"] = float(np.mean([out[k]["repeat_1px"] for k in dists]))
+    out["score"] = float(np.mean([out[k]["repeat_1px"] for k in dists if dists[k]] or [0.0]))
     return out
 
 
