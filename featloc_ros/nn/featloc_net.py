@@ -10,9 +10,10 @@ Architecture (channels for the default configuration; strides relative to the in
       -> KeypointHead(c1, p2): full-resolution score map (pixel shuffle of a 1/2-resolution map; v4
          ``detector_head: full``: FullResolutionKeypointHead, scored at full resolution from the upsampled
          context and low-level maps, so the keypoints follow sub-pixel shifts),
-         optional Gaussian blur of the score map (``score_blur``), NMS by max-pooling, top-k (fixed k + validity mask, static output shapes), optional soft-argmax
-         refinement of each keypoint in its 3x3 window (``subpixel_temperature``; off by default), and a
-         constant offset added to the output keypoints (``keypoint_offset``: the detector's measured shift)
+         optional Gaussian blur of the score map (``score_blur``), NMS by max-pooling, top-k (fixed k +
+         validity mask, static output shapes), optional soft-argmax refinement of each keypoint in its 3x3
+         window (``subpixel_temperature``; off by default), and a constant offset added to the output
+         keypoints (``keypoint_offset``: the detector's measured shift)
       -> 4 DescriptorHeads(p2): semi-dense local descriptors l_s at 1/4 (D=64 each), one per invariance
          kind s in KINDS = (rv_iv, ri_iv, rv_ii, ri_ii): rotation variant/invariant x illumination
          variant/invariant; sampled at keypoints (bilinear grid_sample) and L2-normalised

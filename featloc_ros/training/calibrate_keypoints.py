@@ -73,11 +73,11 @@ SCORE_BLUR_CANDIDATES = (0.0, 0.5, 0.7, 1.0, 1.5)  # px; v4 keeps 1.0 (models/RE
 
 def nearest_distances(H: np.ndarray, kpts_a: np.ndarray, kpts_b: np.ndarray, inside_b: np.ndarray) -> np.ndarray:
     """Distance from the projection into B of each keypoint of A that lands where B has content (``inside_b``
-    (S,S) bool) to the nearest keypoint of B (inf when B has none): (M,)."""
+    (H,W) bool) to the nearest keypoint of B (inf when B has none): (M,)."""
     proj = project(H, kpts_a) if len(kpts_a) else np.zeros((0, 2))
-    s = inside_b.shape[0]
+    h, w = inside_b.shape
     xy = np.round(proj).astype(int)
-    ok = (xy >= 0).all(1) & (xy < s).all(1)
+    ok = (xy >= 0).all(1) & (xy[:, 0] < w) & (xy[:, 1] < h)
     ok[ok] = inside_b[xy[ok, 1], xy[ok, 0]]
     proj = proj[ok]
     if len(kpts_b) == 0:
@@ -153,8 +153,9 @@ def calibrate(weights: Path, subpixel_temperature: float, pairs: int, seed: int,
     sources = data.describe_sources()
     if sources.get("corpus"):  # the folder's name, not this machine's path
         sources["corpus"] = Path(sources["corpus"]).name
-    out.update({"subpixel_temperature": subpixel_temperature, "score_blur": ext.net.conf["score_blur"], "pairs": pairs, "seed": seed, "match_px": match_px,
-                "max_keypoints": max_keypoints, "crop_size": crop_size, "data": sources})
+    out.update({"subpixel_temperature": subpixel_temperature, "score_blur": ext.net.conf["score_blur"], "pairs": pairs,
+                "seed": seed, "match_px": match_px, "max_keypoints": max_keypoints, "crop_size": crop_size,
+                "data": sources})
     return out
 
 
