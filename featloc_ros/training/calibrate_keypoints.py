@@ -40,6 +40,13 @@ def local_jacobians(H: np.ndarray, points: np.ndarray, eps: float = 0.5) -> np.n
     return np.stack([jx, jy], axis=2)
 
 
+def nearest_keypoints(points: np.ndarray, kpts_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each point (M,2), the index of the nearest keypoint of B (N,2), N >= 1, and its distance: ((M,), (M,))."""
+    d2 = ((points[:, None, :] - kpts_b[None, :, :]) ** 2).sum(-1)
+    nearest = d2.argmin(1)
+    return nearest, np.sqrt(d2[np.arange(len(points)), nearest])
+
+
 def offset_equations(H: np.ndarray, kpts_a: np.ndarray, kpts_b: np.ndarray, match_px: float
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Rows (J - I) and right-hand sides -r for the keypoints of A with a keypoint of B within match_px of
@@ -47,9 +54,8 @@ def offset_equations(H: np.ndarray, kpts_a: np.ndarray, kpts_b: np.ndarray, matc
     if len(kpts_a) == 0 or len(kpts_b) == 0:
         return np.zeros((0, 2)), np.zeros(0)
     proj = project(H, kpts_a)
-    d2 = ((proj[:, None, :] - kpts_b[None, :, :]) ** 2).sum(-1)
-    nearest = d2.argmin(1)
-    ok = d2[np.arange(len(kpts_a)), nearest] < match_px ** 2
+    nearest, dist = nearest_keypoints(proj, kpts_b)
+    ok = dist < match_px
     residual = proj[ok] - kpts_b[nearest[ok]]
     rows = local_jacobians(H, kpts_a[ok]) - np.eye(2)
     return rows.reshape(-1, 2), -residual.reshape(-1)
@@ -82,7 +88,7 @@ def nearest_distances(H: np.ndarray, kpts_a: np.ndarray, kpts_b: np.ndarray, ins
     proj = proj[ok]
     if len(kpts_b) == 0:
         return np.full(len(proj), np.inf)
-    return np.sqrt(((proj[:, None, :] - kpts_b[None, :, :]) ** 2).sum(-1).min(1))
+    return nearest_keypoints(proj, kpts_b)[1]
 
 
 def extractor(weights: Path, subpixel_temperature: float, score_blur: float | None, max_keypoints: int):
