@@ -704,9 +704,13 @@ def test_written_calibration_reaches_both_backends(shipped_like, tmp_path):
     common = {tuple(np.round(p, 3)) for p in ft} & {tuple(np.round(p, 3)) for p in fo}
     assert len(common) >= 0.9 * len(ft)
     assert np.all(np.abs((ft - before) - np.array([0.25, -0.5])).max(axis=1) <= 1.0 + 1e-6)  # refinement <= 1 px
-    # a score blur goes into the architecture file and the ONNX graph as well
-    write_calibration(weights, {"offset": [0.25, -0.5], "subpixel_temperature": 0.1, "score_blur": 1.0})
-    assert json.loads(weights.with_suffix(".model.json").read_text())["model"]["score_blur"] == 1.0
+    # a score blur goes into the architecture file and the ONNX graph as well; a chosen keypoint refinement into
+    # the architecture file, read by both backends
+    write_calibration(weights, {"offset": [0.25, -0.5], "subpixel_temperature": 0.1, "score_blur": 1.0,
+                                "refinement_choice": {"settings": {"log_sigma": 1.5, "radius": 1, "offset": [0, 0]}}})
+    arch = json.loads(weights.with_suffix(".model.json").read_text())
+    assert arch["model"]["score_blur"] == 1.0 and arch["keypoint_refinement"]["log_sigma"] == 1.5
+    assert create_extractor({**base, "backend": "onnxruntime"}).refinement["log_sigma"] == 1.5
     meta = {p.key: p.value for p in onnx.load(str(weights.with_suffix(".onnx"))).metadata_props}
     assert meta["featloc.score_blur"] == "1.0"
     bt, bo = create_extractor(base)(img).keypoints, create_extractor({**base, "backend": "onnxruntime"})(img).keypoints

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..geometry.image_codec import to_gray
 from .base import Extractor, Features
+from .keypoint_refinement import apply_refinement, refinement_settings
 
 KINDS = ("rv_iv", "ri_iv", "rv_ii", "ri_ii")  # same order as featloc_ros.nn.featloc_net.KINDS
 DEFAULT_WEIGHTS = "featloc_v4.pt"
@@ -73,6 +74,8 @@ class FeatLoc(Extractor):
         "resize_max": 1024,  # longest side used for detection; keypoints are scaled back
         "descriptor": "selected",  # "selected" | "concat" | one of KINDS
         "num_threads": 0,  # >0: torch / onnxruntime intra-op threads
+        "refinement": None,  # keypoint refinement (keypoint_refinement.refinement_settings); None: the one stored
+        #                      next to the weights (``keypoint_refinement`` in the .model.json), {} or log_sigma 0: off
         "onnx_spinning": False,  # onnxruntime: threads busy-wait between runs (off: the cores go to the stages
         #                          after the extraction; benchmarks/results/onnx_spinning.md)
     }
@@ -88,6 +91,10 @@ class FeatLoc(Extractor):
         if c["backend"] == "onnxruntime" and c["model"].get("rotation_pooling"):
             raise ValueError("FeatLoc: rotation_pooling runs with the torch backend only (the ONNX graph has one pass)")
         self.weights_path = resolve_model_file(c["weights"])
+        from ..nn.featloc_net import load_keypoint_refinement
+
+        stored = load_keypoint_refinement(self.weights_path) if c["refinement"] is None else c["refinement"]
+        self.refinement = refinement_settings(stored, f"FeatLoc ({self.weights_path})")
         if c["backend"] == "torch":
             self._init_torch()
         else:
@@ -170,7 +177,7 @@ class FeatLoc(Extractor):
         out = self._run(gray)
         keep = out["valid"] & (out["scores"] >= c["detection_threshold"])
         idx = np.flatnonzero(keep)[: c["max_keypoints"]]  # already sorted by descending score
-        kpts = out["keypoints"][idx].astype(np.float32)
+        kpts = apply_refinement(gray, out["keypoints"][idx], self.refinement)
         local, meta = out["local"][:, idx], out["meta"][:, idx]  # (4, N, D), (4, N, Dm)
         if c["descriptor"] == "selected":
             desc = np.concatenate([*local, *meta], axis=1)

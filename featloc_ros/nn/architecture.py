@@ -19,16 +19,22 @@ def save_architecture(weights, model_conf: dict, fmt: str) -> Path:
     return path
 
 
-def load_architecture(weights, fmt: str, owner: str) -> dict:
-    """The settings stored next to ``weights``; {} when there is no file. A corrupt file or one of another
-    format raises ValueError naming it."""
+def load_architecture_file(weights, fmt: str, owner: str) -> dict:
+    """The whole file next to ``weights`` ({"format", "model", and whatever else the writer stored}); {} when
+    there is no file. A corrupt file or one of another format raises ValueError naming it."""
     path = architecture_path(weights)
     if not path.is_file():
         return {}
     try:
         data = json.loads(path.read_text())
-        if data.get("format") != fmt or not isinstance(data.get("model"), dict):
+        if not isinstance(data, dict) or data.get("format") != fmt or not isinstance(data.get("model"), dict):
             raise ValueError(f"expected {{'format': '{fmt}', 'model': {{...}}}}")
     except ValueError as exc:
         raise ValueError(f"{owner}: bad architecture file {path}: {exc}") from exc
-    return data["model"]
+    return data
+
+
+def load_architecture(weights, fmt: str, owner: str) -> dict:
+    """The settings stored next to ``weights``; {} when there is no file. A corrupt file or one of another
+    format raises ValueError naming it."""
+    return load_architecture_file(weights, fmt, owner).get("model", {})

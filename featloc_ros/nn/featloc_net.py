@@ -735,6 +735,17 @@ def load_architecture(weights) -> dict:
     return architecture.load_architecture(weights, ARCHITECTURE_FORMAT, "FeatLoc")
 
 
+def load_keypoint_refinement(weights) -> dict:
+    """The keypoint refinement stored next to a weights file ({} when there is none): the extractor's
+    post-processing of the network's keypoints (featloc_ros.features.keypoint_refinement), not a network
+    setting. A corrupt file raises ValueError naming it."""
+    data = architecture.load_architecture_file(weights, ARCHITECTURE_FORMAT, "FeatLoc").get("keypoint_refinement", {})
+    if not isinstance(data, dict):
+        raise ValueError(f"FeatLoc: bad architecture file {architecture.architecture_path(weights)}: "
+                         f"keypoint_refinement must be a mapping, got {type(data).__name__}")
+    return data
+
+
 # ----------------------------------------------------------------------------------------------------
 # ONNX export
 # ----------------------------------------------------------------------------------------------------

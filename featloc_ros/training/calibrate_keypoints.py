@@ -1,13 +1,20 @@
 """Measure a FeatLoc detector's systematic keypoint shift on training pairs, and store it with the weights.
 
     python -m featloc_ros.training.calibrate_keypoints --weights models/featloc_v4.pt \\
-        --subpixel-temperature 0.1 [--score-blur-candidates 0 0.5 0.7 1 1.5] [--pairs 150] [--seed 777] [--write]
+        --subpixel-temperature 0.1 [--score-blur-candidates 0 0.5 0.7 1 1.5] \\
+        [--refine-sigma-candidates 0 1.2 1.5 1.7 2 2.5] [--pairs 150] [--seed 777] [--write]
 
 Score blur (``--score-blur-candidates``): before the offset, each candidate sigma of the score-map blur
 (FeatLocNet conf ``score_blur``) is run on training pairs with photometric changes (half of them night) and half
 of them rotated; the candidate whose keypoints repeat best (mean over the photometric kinds none / illumination /
 night of the fraction of A's keypoints with a keypoint of B within 1 px of their projection) is kept, and the
 offset is measured with it. ``--score-blur-candidates`` with no values keeps the architecture file's blur.
+
+Keypoint refinement (``--refine-sigma-candidates``): after the offset, each candidate |LoG| scale of the
+extractor's refinement (featloc_ros.features.keypoint_refinement; 0: none) gets its own offset (the refined
+keypoints' shift, measured as below) and is scored by the same repeatability, now with the offsets applied; the
+best is stored as ``keypoint_refinement`` in the architecture file. Off by default (tried, not shipped:
+models/README.md, "Keypoint refinement").
 
 A shift d that is the same in every image's own pixel frame cancels between two images related by a
 translation, but not under rotation: with B = H(A), a keypoint at true position p is reported at p - d in
@@ -91,26 +98,29 @@ def nearest_distances(H: np.ndarray, kpts_a: np.ndarray, kpts_b: np.ndarray, ins
     return nearest_keypoints(proj, kpts_b)[1]
 
 
-def extractor(weights: Path, subpixel_temperature: float, score_blur: float | None, max_keypoints: int):
-    """The FeatLoc extractor of ``weights`` with this refinement temperature and score blur (None: the
-    architecture file's) and no keypoint offset."""
+def extractor(weights: Path, subpixel_temperature: float, score_blur: float | None, max_keypoints: int,
+              keypoint_offset=(0.0, 0.0), refinement: dict | None = None):
+    """The FeatLoc extractor of ``weights`` with this refinement temperature, score blur (None: the
+    architecture file's), network keypoint offset and keypoint refinement (None: none, whatever the file says)."""
     from ..features.featloc import FeatLoc
 
-    model = {"subpixel_temperature": subpixel_temperature, "keypoint_offset": (0.0, 0.0)}
+    model = {"subpixel_temperature": subpixel_temperature, "keypoint_offset": tuple(keypoint_offset)}
     if score_blur is not None:
         model["score_blur"] = score_blur
-    return FeatLoc({"weights": str(weights), "max_keypoints": max_keypoints, "resize_max": 0, "model": model})
+    return FeatLoc({"weights": str(weights), "max_keypoints": max_keypoints, "resize_max": 0, "model": model,
+                    "refinement": refinement or {}})
 
 
 def repeatability(weights: Path, subpixel_temperature: float, score_blur: float, pairs: int, seed: int,
-                  max_keypoints: int = 512, crop_size: int = 320) -> dict:
+                  max_keypoints: int = 512, crop_size: int = 320, keypoint_offset=(0.0, 0.0),
+                  refinement: dict | None = None) -> dict:
     """How well the detections repeat on training pairs with photometric changes (half night, half rotated):
     {kind: {"pairs", "repeat_1px", "repeat_2px", "median_px"}} for kind in none / illumination / night / all, and
     "score": the mean of repeat_1px over the three kinds (those with pairs). median_px: over the keypoints repeated
-    within 2 px."""
+    within 2 px. ``keypoint_offset``, ``refinement``: as ``extractor``."""
     from .data import PairDataset
 
-    ext = extractor(weights, subpixel_temperature, score_blur, max_keypoints)
+    ext = extractor(weights, subpixel_temperature, score_blur, max_keypoints, keypoint_offset, refinement)
     data = PairDataset({"crop_size": crop_size, "p_rotation": 0.5, "p_illumination": 2 / 3, "night_fraction": 0.5},
                        seed)
     dists: dict[str, list] = {"none": [], "illumination": [], "night": []}
@@ -141,12 +151,14 @@ def choose_score_blur(weights: Path, subpixel_temperature: float, candidates: li
 
 
 def calibrate(weights: Path, subpixel_temperature: float, pairs: int, seed: int, match_px: float = 2.0,
-              max_keypoints: int = 512, crop_size: int = 320, score_blur: float | None = None) -> dict:
+              max_keypoints: int = 512, crop_size: int = 320, score_blur: float | None = None,
+              keypoint_offset=(0.0, 0.0), refinement: dict | None = None) -> dict:
     """The offset of the FeatLoc detector of ``weights`` (its architecture file, with this refinement
-    temperature, this score blur (None: the file's) and no offset) on ``pairs`` rotated training pairs."""
+    temperature, this score blur (None: the file's), this network offset and keypoint refinement (None: none))
+    on ``pairs`` rotated training pairs."""
     from .data import PairDataset
 
-    ext = extractor(weights, subpixel_temperature, score_blur, max_keypoints)
+    ext = extractor(weights, subpixel_temperature, score_blur, max_keypoints, keypoint_offset, refinement)
     data = PairDataset({"crop_size": crop_size, "p_rotation": 1.0, "p_illumination": 0.0}, seed)
     rows, rhs = [], []
     for i in range(pairs):
@@ -165,6 +177,39 @@ def calibrate(weights: Path, subpixel_temperature: float, pairs: int, seed: int,
     return out
 
 
+# px; 0: no refinement. The experiment of models/README.md ("Keypoint refinement") compared these; not shipped, so
+# the command line's default is no refinement.
+REFINE_SIGMA_CANDIDATES = (0.0, 1.2, 1.5, 1.7, 2.0, 2.5)
+
+
+def choose_refinement(weights: Path, subpixel_temperature: float, score_blur: float | None, keypoint_offset,
+                      candidates: list[float], pairs: int, seed: int, radius: int = 1) -> dict:
+    """Each |LoG| scale of the keypoint refinement (0: none), after the network offset ``keypoint_offset``: the
+    offset of the refined keypoints (``calibrate``, rotated pairs) and ``repeatability`` with it; the candidate
+    with the best repeatability score wins. {"settings": {"log_sigma", "radius", "offset"}, "candidates":
+    {sigma: {"offset", "rms_after", "score", kind: {...}}}, "pairs", "seed"}."""
+    from ..features.keypoint_refinement import refinement_settings
+
+    if not candidates:
+        raise ValueError("keypoint calibration: no refinement candidates")
+    results, settings = {}, {}
+    for sigma in candidates:
+        ref, rms = {}, None
+        if sigma > 0:
+            ref = {"log_sigma": float(sigma), "radius": radius}
+            cal = calibrate(weights, subpixel_temperature, pairs, seed, score_blur=score_blur,
+                            keypoint_offset=keypoint_offset, refinement=ref)
+            ref["offset"], rms = cal["offset"], cal["rms_after"]
+        settings[str(sigma)] = refinement_settings(ref)
+        rep = repeatability(weights, subpixel_temperature, score_blur, pairs, seed, keypoint_offset=keypoint_offset,
+                            refinement=ref)
+        results[str(sigma)] = {"offset": list(settings[str(sigma)]["offset"]), "rms_after": rms, **rep}
+    best = max(candidates, key=lambda c: results[str(c)]["score"])
+    chosen = settings[str(best)]
+    return {"settings": {**chosen, "offset": list(chosen["offset"])}, "candidates": results, "pairs": pairs,
+            "seed": seed}
+
+
 def write_calibration(weights: Path, result: dict) -> dict:
     """Store the refinement temperature and offset in ``<weights>.model.json`` and export the ONNX model next to
     the weights again (verified with onnxruntime). Returns the ONNX check."""
@@ -179,8 +224,10 @@ def write_calibration(weights: Path, result: dict) -> dict:
     if "score_blur" in result:
         arch["score_blur"] = result["score_blur"]
     path = architecture_path(weights)
-    path.write_text(json.dumps({"format": ARCHITECTURE_FORMAT, "model": arch, "keypoint_calibration": result},
-                               indent=2) + "\n")
+    data = {"format": ARCHITECTURE_FORMAT, "model": arch, "keypoint_calibration": result}
+    if "refinement_choice" in result:
+        data["keypoint_refinement"] = result["refinement_choice"]["settings"]
+    path.write_text(json.dumps(data, indent=2) + "\n")
     net = FeatLocNet(arch)
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     # the training export's settings (NMS radius, no threshold baked in: the extractor applies its own)
@@ -194,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--score-blur-candidates", type=float, nargs="*", default=list(SCORE_BLUR_CANDIDATES),
                    help="score-map blur sigmas (px) to compare; the best by repeatability is kept (given with no "
                         "values: keep the architecture file's blur)")
+    p.add_argument("--refine-sigma-candidates", type=float, nargs="*", default=[],
+                   help="|LoG| scales (px; 0: none) of the keypoint refinement to compare after the offset, e.g. "
+                        f"{' '.join(f'{c:g}' for c in REFINE_SIGMA_CANDIDATES)}; the best by repeatability is kept "
+                        "(default, or given with no values: no refinement)")
     p.add_argument("--pairs", type=int, default=150)
     p.add_argument("--seed", type=int, default=777)
     p.add_argument("--match-px", type=float, default=2.0, help="a keypoint of B this close to the projection counts")
@@ -214,6 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     result = calibrate(weights, args.subpixel_temperature, args.pairs, args.seed, args.match_px, score_blur=blur)
     if args.score_blur_candidates:
         result["score_blur_choice"] = choice
+    if args.refine_sigma_candidates:
+        refine = choose_refinement(weights, args.subpixel_temperature, blur, result["offset"],
+                                   args.refine_sigma_candidates, args.pairs, args.seed)
+        for sigma, r in refine["candidates"].items():
+            print(f"refinement log_sigma {sigma}: score {r['score']:.4f} offset {r['offset']} " + " ".join(
+                f"{k} {r[k]['repeat_1px']:.3f}/{r[k]['repeat_2px']:.3f}/{r[k]['median_px']:.3f}"
+                for k in ("none", "illumination", "night")), flush=True)
+        result["refinement_choice"] = refine
     print(json.dumps({k: result[k] for k in ("offset", "halves", "rms_before", "rms_after", "keypoint_pairs")}))
     if args.write:
         print(json.dumps(write_calibration(weights, result)))
