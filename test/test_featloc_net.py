@@ -135,6 +135,27 @@ def test_score_blur_choice_on_training_pairs():
     assert res["score_blur"] == max(scores, key=scores.get)
 
 
+def test_subpixel_temperature_choice_on_training_pairs():
+    """choose_subpixel_temperature measures each temperature's offset, scores the repeatability with it, keeps the
+    best score, and refuses temperatures <= 0."""
+    from featloc_ros.features.featloc import resolve_model_file
+    from featloc_ros.training.calibrate_keypoints import choose_subpixel_temperature
+
+    try:
+        weights = resolve_model_file(None)
+    except FileNotFoundError as e:
+        pytest.skip(str(e).splitlines()[0])
+    res = choose_subpixel_temperature(weights, 1.0, [0.04, 0.2], pairs=4, seed=3)
+    for r in res["candidates"].values():
+        assert 0.1 < abs(r["offset"][0]) < 1.0 and r["rms_after"] > 0  # v4's shift is about (0.29, 0.16) px
+        assert r["all"]["repeat_1px"] > 0.05
+    scores = {float(t): r["score"] for t, r in res["candidates"].items()}
+    assert res["subpixel_temperature"] == max(scores, key=scores.get)
+    assert scores[0.04] != scores[0.2]  # the temperature reaches the detector
+    with pytest.raises(ValueError, match="> 0"):
+        choose_subpixel_temperature(weights, 1.0, [0.0, 0.1], pairs=1, seed=0)
+
+
 def test_keypoint_offset_moves_the_output_keypoints_only():
     x = torch.rand(1, 1, 96, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

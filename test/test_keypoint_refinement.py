@@ -53,7 +53,7 @@ def test_refinement_stays_inside_its_window():
 
 def test_refinement_settings_are_checked():
     assert refinement_settings(None)["log_sigma"] == 0.0
-    s = refinement_settings({"log_sigma": 1.5, "offset": [0.1, -0.2], "choice": {}})
+    s = refinement_settings({"log_sigma": 1.5, "offset": [0.1, -0.2]})
     assert s == {"log_sigma": 1.5, "radius": 1, "offset": (0.1, -0.2)}
     for bad in ({"log_sigma": -1}, {"offset": [1.0]}, {"radius": -1}, {"sigma": 1.0}, {"log_sigma": "x"},
                 {"offset": [float("nan"), 0.0]}):

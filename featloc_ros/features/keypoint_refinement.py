@@ -64,7 +64,7 @@ def refinement_settings(conf: dict | None, source: str = "keypoint refinement") 
     """Checked settings {"log_sigma": float >= 0 (0: off), "radius": int >= 0, "offset": (dx, dy)} from a
     mapping with any of those keys (the rest default to no refinement); ``source`` names it in errors."""
     conf = dict(conf or {})
-    unknown = set(conf) - set(NO_REFINEMENT) - {"choice"}  # "choice": how calibrate_keypoints chose it
+    unknown = set(conf) - set(NO_REFINEMENT)
     if unknown:
         raise ValueError(f"{source}: unknown keypoint refinement settings {sorted(unknown)}")
     out = {**NO_REFINEMENT, **{k: v for k, v in conf.items() if k in NO_REFINEMENT}}

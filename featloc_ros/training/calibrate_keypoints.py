@@ -2,6 +2,7 @@
 
     python -m featloc_ros.training.calibrate_keypoints --weights models/featloc_v4.pt \\
         --subpixel-temperature 0.1 [--score-blur-candidates 0 0.5 0.7 1 1.5] \\
+        [--subpixel-temperature-candidates 0.02 0.03 0.04 0.05 0.1 0.2] \\
         [--refine-sigma-candidates 0 1.2 1.5 1.7 2 2.5] [--pairs 150] [--seed 777] [--write]
 
 Score blur (``--score-blur-candidates``): before the offset, each candidate sigma of the score-map blur
@@ -9,6 +10,10 @@ Score blur (``--score-blur-candidates``): before the offset, each candidate sigm
 of them rotated; the candidate whose keypoints repeat best (mean over the photometric kinds none / illumination /
 night of the fraction of A's keypoints with a keypoint of B within 1 px of their projection) is kept, and the
 offset is measured with it. ``--score-blur-candidates`` with no values keeps the architecture file's blur.
+
+Soft-argmax temperature (``--subpixel-temperature-candidates``): after the blur choice, each candidate
+temperature of the 3x3 soft-argmax refinement gets its own offset and is scored by the same repeatability with
+that offset applied; the best is kept. Given with no values: keep ``--subpixel-temperature``.
 
 Keypoint refinement (``--refine-sigma-candidates``): after the offset, each candidate |LoG| scale of the
 extractor's refinement (featloc_ros.features.keypoint_refinement; 0: none) gets its own offset (the refined
@@ -177,6 +182,25 @@ def calibrate(weights: Path, subpixel_temperature: float, pairs: int, seed: int,
     return out
 
 
+SUBPIXEL_TEMPERATURE_CANDIDATES = (0.02, 0.03, 0.04, 0.05, 0.1, 0.2)  # v4 keeps 0.04 (models/README.md)
+
+
+def choose_subpixel_temperature(weights: Path, score_blur: float | None, candidates: list[float], pairs: int,
+                                seed: int) -> dict:
+    """Each soft-argmax temperature of the sub-pixel refinement: its offset (``calibrate``, rotated pairs) and
+    ``repeatability`` with that offset; the best repeatability score wins. {"subpixel_temperature",
+    "candidates": {T: {"offset", "rms_after", "score", kind: {...}}}, "pairs", "seed"}."""
+    if not candidates or min(candidates) <= 0:
+        raise ValueError(f"keypoint calibration: temperature candidates must be > 0, got {candidates}")
+    results = {}
+    for t in candidates:
+        cal = calibrate(weights, t, pairs, seed, score_blur=score_blur)
+        results[str(t)] = {"offset": cal["offset"], "rms_after": cal["rms_after"],
+                           **repeatability(weights, t, score_blur, pairs, seed, keypoint_offset=cal["offset"])}
+    best = max(candidates, key=lambda t: results[str(t)]["score"])
+    return {"subpixel_temperature": float(best), "candidates": results, "pairs": pairs, "seed": seed}
+
+
 # px; 0: no refinement. The experiment of models/README.md ("Keypoint refinement") compared these; not shipped, so
 # the command line's default is no refinement.
 REFINE_SIGMA_CANDIDATES = (0.0, 1.2, 1.5, 1.7, 2.0, 2.5)
@@ -234,13 +258,29 @@ def write_calibration(weights: Path, result: dict) -> dict:
     return DescriptorTask.export_onnx(net.eval(), Path(weights).with_suffix(".onnx"), DEFAULT_EXPORT_CONF)
 
 
+def print_candidates(label: str, candidates: dict) -> None:
+    """One line per candidate: its repeatability score and, per photometric kind, repeat within 1 px / 2 px /
+    median distance of the repeats."""
+    for value, r in candidates.items():
+        offset = f" offset {r['offset']}" if "offset" in r else ""
+        print(f"{label} {value}: score {r['score']:.4f}{offset} " + " ".join(
+            f"{k} {r[k]['repeat_1px']:.3f}/{r[k]['repeat_2px']:.3f}/{r[k]['median_px']:.3f}"
+            for k in ("none", "illumination", "night")), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", required=True, help="FeatLoc state dict (its .model.json next to it)")
-    p.add_argument("--subpixel-temperature", type=float, default=0.1)
+    p.add_argument("--subpixel-temperature", type=float, default=0.1,
+                   help="soft-argmax temperature for the score blur choice, and kept when no temperature candidates "
+                        "are given")
     p.add_argument("--score-blur-candidates", type=float, nargs="*", default=list(SCORE_BLUR_CANDIDATES),
                    help="score-map blur sigmas (px) to compare; the best by repeatability is kept (given with no "
                         "values: keep the architecture file's blur)")
+    p.add_argument("--subpixel-temperature-candidates", type=float, nargs="*",
+                   default=list(SUBPIXEL_TEMPERATURE_CANDIDATES),
+                   help="soft-argmax temperatures to compare after the score blur choice, each with its own offset; the "
+                        "best by repeatability is kept (given with no values: keep --subpixel-temperature)")
     p.add_argument("--refine-sigma-candidates", type=float, nargs="*", default=[],
                    help="|LoG| scales (px; 0: none) of the keypoint refinement to compare after the offset, e.g. "
                         f"{' '.join(f'{c:g}' for c in REFINE_SIGMA_CANDIDATES)}; the best by repeatability is kept "
@@ -257,21 +297,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.score_blur_candidates:
         choice = choose_score_blur(weights, args.subpixel_temperature, args.score_blur_candidates, args.pairs,
                                    args.seed)
-        for sigma, r in choice["candidates"].items():
-            print(f"score_blur {sigma}: score {r['score']:.4f} " + " ".join(
-                f"{k} {r[k]['repeat_1px']:.3f}/{r[k]['repeat_2px']:.3f}/{r[k]['median_px']:.3f}"
-                for k in ("none", "illumination", "night")), flush=True)
+        print_candidates("score_blur", choice["candidates"])
         blur = choice["score_blur"]
-    result = calibrate(weights, args.subpixel_temperature, args.pairs, args.seed, args.match_px, score_blur=blur)
+    temperature = args.subpixel_temperature
+    if args.subpixel_temperature_candidates:
+        t_choice = choose_subpixel_temperature(weights, blur, args.subpixel_temperature_candidates, args.pairs,
+                                               args.seed)
+        print_candidates("subpixel_temperature", t_choice["candidates"])
+        temperature = t_choice["subpixel_temperature"]
+    result = calibrate(weights, temperature, args.pairs, args.seed, args.match_px, score_blur=blur)
     if args.score_blur_candidates:
         result["score_blur_choice"] = choice
+    if args.subpixel_temperature_candidates:
+        result["subpixel_temperature_choice"] = t_choice
     if args.refine_sigma_candidates:
-        refine = choose_refinement(weights, args.subpixel_temperature, blur, result["offset"],
-                                   args.refine_sigma_candidates, args.pairs, args.seed)
-        for sigma, r in refine["candidates"].items():
-            print(f"refinement log_sigma {sigma}: score {r['score']:.4f} offset {r['offset']} " + " ".join(
-                f"{k} {r[k]['repeat_1px']:.3f}/{r[k]['repeat_2px']:.3f}/{r[k]['median_px']:.3f}"
-                for k in ("none", "illumination", "night")), flush=True)
+        refine = choose_refinement(weights, temperature, blur, result["offset"], args.refine_sigma_candidates,
+                                   args.pairs, args.seed)
+        print_candidates("refinement log_sigma", refine["candidates"])
         result["refinement_choice"] = refine
     print(json.dumps({k: result[k] for k in ("offset", "halves", "rms_before", "rms_after", "keypoint_pairs")}))
     if args.write:
