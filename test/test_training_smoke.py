@@ -205,6 +205,18 @@ def test_export_onnx_only_rewrites_the_graph_from_the_weights(tmp_path):
     with pytest.raises(ValueError, match="nope.pt"):
         main(["--config", str(SMOKE), f"export.weights={tmp_path / 'nope.pt'}", f"export.onnx={onnx_path}",
               "--export-onnx"])
+    # settings calibrated after training (stored next to the weights) reach the re-exported graph
+    import json
+
+    import onnx
+
+    (tmp_path / "w.model.json").write_text(json.dumps({"format": "featloc_ros.featloc_net/1", "model": {
+        "keypoint_offset": [0.25, -0.5], "score_blur": 1.0, "subpixel_temperature": 0.04}}))
+    assert main(["--config", str(SMOKE), f"export.weights={tmp_path / 'w.pt'}", f"export.onnx={onnx_path}",
+                 "--export-onnx"]) == 0
+    meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    assert meta["featloc.keypoint_offset"] == "0.25,-0.5" and meta["featloc.score_blur"] == "1.0"
+    assert meta["featloc.subpixel_temperature"] == "0.04"
 
 
 def test_average_config_exports_the_mean_of_its_members(tmp_path):

@@ -3,7 +3,7 @@ homographic pairs of ``data.PairDataset`` with the losses of ``losses`` (the shi
 
 from __future__ import annotations
 
-from ..nn.featloc_net import KINDS, FeatLocNet, export_onnx, save_architecture
+from ..nn.featloc_net import KINDS, FeatLocNet, export_onnx, load_architecture, save_architecture
 from .data import DEFAULT_DATA_CONF, PairDataset, collate
 from .losses import DEFAULT_LOSS_CONF, compute_losses
 
@@ -21,6 +21,7 @@ class DescriptorTask:
     name = "descriptors"
     model_class = FeatLocNet
     save_architecture = staticmethod(save_architecture)  # weights file -> its architecture file
+    load_architecture = staticmethod(load_architecture)  # the settings stored there ({} without a file)
     sections = {"data": DEFAULT_DATA_CONF, "loss": DEFAULT_LOSS_CONF, "export": DEFAULT_EXPORT_CONF}
     panels = [("total", ["total"]), ("descriptor (HardNet)", [f"desc_{k}" for k in KINDS]),
               ("variant triplet", [f"var_{k}" for k in KINDS]), ("meta (selected distance)", ["meta"]),

@@ -6,7 +6,7 @@ predicted matches, and of mutual nearest neighbours of the invariance-selected s
 
 from __future__ import annotations
 
-from ..nn.sparse_matcher import SparseMatcher, assignment_loss, export_onnx, save_architecture
+from ..nn.sparse_matcher import SparseMatcher, assignment_loss, export_onnx, load_architecture, save_architecture
 from .matcher_data import DEFAULT_MATCHER_DATA_CONF, MatcherPairs
 
 DEFAULT_MATCHER_LOSS_CONF = {"weights": {
@@ -38,6 +38,7 @@ class MatcherTask:
     name = "matcher"
     model_class = SparseMatcher
     save_architecture = staticmethod(save_architecture)  # weights file -> its architecture file
+    load_architecture = staticmethod(load_architecture)  # the settings stored there ({} without a file)
     sections = {"data": DEFAULT_MATCHER_DATA_CONF, "loss": DEFAULT_MATCHER_LOSS_CONF,
                 "export": DEFAULT_MATCHER_EXPORT_CONF}
     panels = [("total", ["total"]), ("assignment NLL", ["nll", "final_nll", "matched", "unmatched", "near_miss"]),

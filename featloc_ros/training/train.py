@@ -443,7 +443,9 @@ def export(task, model, conf: dict, out_dir: Path, say=print) -> dict:
 
 
 def export_onnx_only(conf: dict, say=print) -> dict:
-    """Re-export the ONNX model of a config from its trained weights (``export.weights``, ``export.onnx``)."""
+    """Re-export the ONNX model of a config from its trained weights (``export.weights``, ``export.onnx``), with
+    the settings of the architecture file next to the weights over the config's (what calibrate_keypoints
+    measured after training: keypoint offset, score blur, soft-argmax temperature)."""
     import torch
 
     conf = full_config(conf)
@@ -452,7 +454,7 @@ def export_onnx_only(conf: dict, say=print) -> dict:
     if weights is None or onnx_path is None or not weights.is_file():
         raise ValueError(f"--export-onnx needs export.weights (an existing file, got {ec['weights']!r}) and "
                          f"export.onnx (got {ec['onnx']!r}) in the config")
-    model = task.model_class(conf["model"])
+    model = task.model_class({**conf["model"], **task.load_architecture(weights)})
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     res = task.export_onnx(model.eval(), onnx_path, ec)
     say(f"[featloc] onnx -> {onnx_path} (from {weights}; onnxruntime vs torch max abs diff {res['max_abs_diff']:.2e})")
