@@ -186,19 +186,21 @@ SUBPIXEL_TEMPERATURE_CANDIDATES = (0.02, 0.03, 0.04, 0.05, 0.1, 0.2)  # v4 keeps
 
 
 def choose_subpixel_temperature(weights: Path, score_blur: float | None, candidates: list[float], pairs: int,
-                                seed: int) -> dict:
+                                seed: int, match_px: float = 2.0) -> dict:
     """Each soft-argmax temperature of the sub-pixel refinement: its offset (``calibrate``, rotated pairs) and
     ``repeatability`` with that offset; the best repeatability score wins. {"subpixel_temperature",
-    "candidates": {T: {"offset", "rms_after", "score", kind: {...}}}, "pairs", "seed"}."""
+    "candidates": {T: {"offset", "rms_after", "score", kind: {...}}}, "pairs", "seed"}, and "calibration": the
+    winner's whole ``calibrate`` result (so that it is not measured twice)."""
     if not candidates or min(candidates) <= 0:
         raise ValueError(f"keypoint calibration: temperature candidates must be > 0, got {candidates}")
-    results = {}
+    results, calibrations = {}, {}
     for t in candidates:
-        cal = calibrate(weights, t, pairs, seed, score_blur=score_blur)
+        cal = calibrations[str(t)] = calibrate(weights, t, pairs, seed, match_px, score_blur=score_blur)
         results[str(t)] = {"offset": cal["offset"], "rms_after": cal["rms_after"],
                            **repeatability(weights, t, score_blur, pairs, seed, keypoint_offset=cal["offset"])}
     best = max(candidates, key=lambda t: results[str(t)]["score"])
-    return {"subpixel_temperature": float(best), "candidates": results, "pairs": pairs, "seed": seed}
+    return {"subpixel_temperature": float(best), "candidates": results, "pairs": pairs, "seed": seed,
+            "calibration": calibrations[str(best)]}
 
 
 # px; 0: no refinement. The experiment of models/README.md ("Keypoint refinement") compared these; not shipped, so
@@ -299,17 +301,17 @@ def main(argv: list[str] | None = None) -> int:
                                    args.seed)
         print_candidates("score_blur", choice["candidates"])
         blur = choice["score_blur"]
-    temperature = args.subpixel_temperature
     if args.subpixel_temperature_candidates:
         t_choice = choose_subpixel_temperature(weights, blur, args.subpixel_temperature_candidates, args.pairs,
-                                               args.seed)
+                                               args.seed, args.match_px)
         print_candidates("subpixel_temperature", t_choice["candidates"])
-        temperature = t_choice["subpixel_temperature"]
-    result = calibrate(weights, temperature, args.pairs, args.seed, args.match_px, score_blur=blur)
+        temperature, result = t_choice["subpixel_temperature"], t_choice.pop("calibration")
+        result["subpixel_temperature_choice"] = t_choice
+    else:
+        temperature = args.subpixel_temperature
+        result = calibrate(weights, temperature, args.pairs, args.seed, args.match_px, score_blur=blur)
     if args.score_blur_candidates:
         result["score_blur_choice"] = choice
-    if args.subpixel_temperature_candidates:
-        result["subpixel_temperature_choice"] = t_choice
     if args.refine_sigma_candidates:
         refine = choose_refinement(weights, temperature, blur, result["offset"], args.refine_sigma_candidates,
                                    args.pairs, args.seed)
