@@ -197,3 +197,19 @@ def test_keypoint_precision_residuals_keep_the_correct_matches_and_show_a_shift(
     assert s["matches"] == 90 and s["within_1px"] == 1.0
     assert s["mean_dx"] == pytest.approx(0.3, abs=1e-6) and s["mean_dy"] == pytest.approx(-0.1, abs=1e-6)
     assert s["rms_px"] == pytest.approx(np.hypot(0.3, 0.1), abs=1e-6)
+
+
+def test_fox_localization_method_names_map_and_localization_matchers(monkeypatch):
+    """benchmarks/fox_localization.py: "features+matcher[:localization matcher]" with the isnn short names."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from fox_localization import parse_method
+
+    assert parse_method("rootsift+mnn_ratio") == ("rootsift", "mnn_ratio", "")
+    assert parse_method("featloc+isnn:isnn_ratio") == ("featloc", "featloc_isnn", "featloc_isnn_ratio")
+    assert parse_method("featloc+isnn:featloc_sparse_small_v11") == ("featloc", "featloc_isnn",
+                                                                     "featloc_sparse_small_v11")
+    for bad in ("featloc", "featloc+", "+mnn"):
+        with pytest.raises(SystemExit, match="bad method"):
+            parse_method(bad)
