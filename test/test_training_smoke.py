@@ -281,3 +281,27 @@ def test_keypoint_precision_loss_measures_subpixel_disagreement_and_trains_the_s
     sb = _blobs(S, pa + t + [0.5, 0.0]).requires_grad_(True)
     keypoint_precision_loss(torch.cat([sa, sb, sa]), batch, conf)[0].backward()
     assert sb.grad is not None and float(sb.grad.abs().sum()) > 0
+
+
+def test_keypoint_precision_loss_on_blurred_scores_sees_what_the_blurred_detector_reports():
+    """precision_blur: the loss is measured on the score maps blurred as at inference. Two nearby one-sided
+    bumps in B merge under the blur into one peak that is off A's; without the blur the loss sees B's sharp
+    peak exactly where A's keypoint lands."""
+    from featloc_ros.nn.featloc_net import gaussian_blur
+    from featloc_ros.training.losses import DEFAULT_LOSS_CONF, keypoint_precision_loss
+
+    S = 64
+    grid = np.stack(np.meshgrid(np.arange(10, 56, 12), np.arange(10, 56, 12)), -1).reshape(-1, 2).astype(float)
+    H = torch.eye(3)[None]
+    batch = {"A": torch.zeros(1, 3, S, S), "H_AB": H, "valid_B": torch.ones(1, S, S, dtype=torch.bool)}
+    sa = _blobs(S, grid, sigma=1.0)
+    shoulder = 0.6 * _blobs(S, grid + [2.0, 0.0], sigma=1.0)  # a weaker bump 2 px to the right of each peak
+    sb = torch.maximum(sa, shoulder)
+    conf = {**DEFAULT_LOSS_CONF, "precision_points": len(grid), "precision_temperature": 0.04}
+    sharp = float(keypoint_precision_loss(torch.cat([sa, sb, sa]), batch, conf)[0])
+    blurred_conf = {**conf, "precision_blur": 1.0}
+    blurred = float(keypoint_precision_loss(torch.cat([sa, sb, sa]), batch, blurred_conf)[0])
+    assert sharp < 0.05 < blurred
+    # the same number as the loss on maps blurred beforehand
+    pre = gaussian_blur(torch.cat([sa, sb]), 1.0)
+    assert blurred == pytest.approx(float(keypoint_precision_loss(torch.cat([pre, sa]), batch, conf)[0]), abs=1e-6)

@@ -30,7 +30,8 @@ Detector (R2D2-style, dense, fast on CPU):
   estimated on every other cell, times 4) should hold a peak, others should not:
   mean(1 - P*R - kappa*(1 - R)) with R the max score in the 4x4 cell (as R2D2's AP/reliability loss);
 - precision (weight ``precision``, off by default): keypoint_precision_loss, the distance between A's refined
-  keypoints warped into B and B's nearest refined keypoints (the sub-pixel positions the detector reports).
+  keypoints warped into B and B's nearest refined keypoints (the sub-pixel positions the detector reports), on
+  the score maps blurred by ``precision_blur`` as at inference.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ..nn.featloc_net import (
-    KINDS, kind_invariances, normalize_meta, sample_map, selected_distance_matrix, subpixel_offsets)
+    KINDS, gaussian_blur, kind_invariances, normalize_meta, sample_map, selected_distance_matrix, subpixel_offsets)
 
 DEFAULT_LOSS_CONF = {
     "points_per_image": 128,
@@ -59,6 +60,7 @@ DEFAULT_LOSS_CONF = {
     "precision_points": 128,  # keypoints of A per image for the sub-pixel precision loss
     "precision_temperature": 0.1,  # its soft-argmax temperature (the model's subpixel_temperature at inference)
     "precision_clip_px": 1.5,  # pairs farther apart than this did not repeat: no gradient
+    "precision_blur": 0.0,  # sigma px of the score blur before the precision loss (the model's score_blur at inference)
 }
 
 
@@ -193,8 +195,12 @@ def keypoint_precision_loss(scores: torch.Tensor, batch: dict, conf: dict) -> tu
     the soft-argmax of its 3x3 window (``precision_temperature``), are warped into B by H_AB; the local maximum of
     B nearest to each (within the 3x3 pixels around it), refined alike, should lie on it. Returns (mean distance in
     px over the pairs closer than ``precision_clip_px``: a keypoint that did not repeat gets no gradient, fraction
-    of A's keypoints that repeated so). Gradients reach both score maps through the soft-argmax offsets."""
+    of A's keypoints that repeated so). Gradients reach both score maps through the soft-argmax offsets.
+    ``precision_blur`` > 0: the score maps are first blurred (Gaussian, sigma px), as the detector does at inference
+    with its ``score_blur``."""
     b = batch["A"].shape[0]
+    if float(conf.get("precision_blur", 0.0)) > 0:
+        scores = gaussian_blur(scores[:2 * b], float(conf["precision_blur"]))
     sa, sb = scores[:b], scores[b:2 * b]
     S = sa.shape[-1]
     T, K, border = float(conf["precision_temperature"]), int(conf["precision_points"]), 2
