@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from pathlib import Path
 
 from common import markdown_table, write_results  # noqa: E402  (adds the repo root to sys.path)
 
@@ -47,10 +48,12 @@ def main(argv=None) -> int:
         return 0
     runs, failed = [], {}
     with tempfile.TemporaryDirectory() as work:
-        for method in args.methods:
+        for index, method in enumerate(args.methods):
             feat, matcher, loc_matcher = parse_method(method)
+            method_dir = Path(work) / str(index)  # a folder per method: two may build the same features + matcher map
+            method_dir.mkdir()
             try:
-                s = evaluate_fox(root, work, features=feat, matcher=matcher,
+                s = evaluate_fox(root, method_dir, features=feat, matcher=matcher,
                                  localizer_conf={"matcher": loc_matcher} if loc_matcher else None)
             except FileNotFoundError as e:  # learned weights not shipped yet
                 print(f"skipped {method}: {str(e).splitlines()[0]}")

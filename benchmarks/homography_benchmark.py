@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -36,9 +37,11 @@ SYNTHETIC_SOURCES = ("openmvg_sceaux_castle/images", "superglue_assets/phototour
 SET_NAMES = ("graf", "rotation_sacre_coeur", *SYNTHETIC_SETS)
 
 
-def build_sets(quick: bool, warps_per_photo: int = 1, only: list[str] | None = None) -> tuple[dict, dict]:
+def build_sets(quick: bool, warps_per_photo: int = 1, only: list[str] | None = None,
+               synthetic_photos: list[Path] | None = None) -> tuple[dict, dict]:
     """The benchmark sets {name: pairs} and {name: why it is missing}; ``warps_per_photo`` pairs per photo in the
-    synthetic sets (the pairs of 1 are among those of more); ``only``: just these sets (default: all)."""
+    synthetic sets (the pairs of 1 are among those of more); ``only``: just these sets (default: all);
+    ``synthetic_photos``: the synthetic sets' photos instead of ../shared/data's (a validation set)."""
     wanted = set(SET_NAMES if only is None else only)
     data = shared_data_dir()
     sets, missing = {}, {}
@@ -55,8 +58,9 @@ def build_sets(quick: bool, warps_per_photo: int = 1, only: list[str] | None = N
         else:
             missing["rotation_sacre_coeur"] = f"{rot} or {orig} not available"
     synthetic = [name for name in SYNTHETIC_SETS if name in wanted]
-    photos = sorted(p for src in SYNTHETIC_SOURCES if (data / src).exists()
-                    for p in (data / src).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    photos = synthetic_photos if synthetic_photos is not None else sorted(
+        p for src in SYNTHETIC_SOURCES if (data / src).exists()
+        for p in (data / src).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if photos:
         photos = photos[::6] if quick else photos
         for name in synthetic:
@@ -147,13 +151,24 @@ def main(argv=None) -> int:
     p.add_argument("--reference", default=None,
                    help="a method of --methods: adds each other method's AUC@3 minus the reference's on the same pairs "
                         "and orders, with a 95%% bootstrap interval over the pairs")
+    p.add_argument("--validation-photos", type=Path, default=None, metavar="DIR",
+                   help="build the synthetic sets from every --validation-stride-th photo of DIR (e.g. "
+                        "../../shared/training_corpus) instead of ../shared/data's: a validation set on which a "
+                        "setting can be chosen without looking at the benchmark's pairs")
+    p.add_argument("--validation-stride", type=int, default=10)
     args = p.parse_args(argv)
     if args.warps_per_photo < 1:
         p.error("--warps-per-photo must be at least 1")
     if args.methods is None:
         args.methods = {"featloc_ablation": FEATLOC_ABLATION_METHODS,
                         "featloc_matcher": MATCHER_METHODS}.get(args.name, DEFAULT_METHODS)
-    sets, missing_sets = build_sets(args.quick, args.warps_per_photo, args.sets)
+    photos = None
+    if args.validation_photos is not None:
+        if not args.validation_photos.is_dir() or args.validation_stride < 1:
+            p.error(f"--validation-photos {args.validation_photos} is not a folder (or --validation-stride < 1)")
+        photos = sorted(q for q in args.validation_photos.iterdir()
+                        if q.suffix.lower() in (".jpg", ".jpeg", ".png"))[::args.validation_stride]
+    sets, missing_sets = build_sets(args.quick, args.warps_per_photo, args.sets, photos)
     methods, skipped = resolve_methods(args.methods)
     if args.reference and args.reference not in [m.name for m in methods]:
         p.error(f"--reference {args.reference} is not among the methods run: {[m.name for m in methods]}")
@@ -193,6 +208,8 @@ def main(argv=None) -> int:
           (f"ΔAUC@3 vs {args.reference}: the method's AUC@3 minus {args.reference}'s on the same pairs (mean over "
            "the orders), with a 95% bootstrap interval over the pairs; an interval containing 0 means the set cannot "
            "tell them apart. " if args.reference else "") +
+          (f"**Validation sets**: the synthetic sets built from every {args.validation_stride}th photo of "
+             f"{args.validation_photos.name}, not from ../shared/data. " if photos is not None else "") +
           "The extract/match times here are side "
           "information (the machine may be busy during a long run); latency.md has the controlled timings.\n"]
     for set_name, by_method in results.items():
@@ -211,7 +228,8 @@ def main(argv=None) -> int:
         md.append("\n## Not run\n")
         md += [f"- method {k}: {v}" for k, v in skipped.items()] + [f"- set {k}: {v}" for k, v in missing_sets.items()]
     md.append(f"\n![MMA curves]({name}.png)\n")
-    write_results(name, {"settings": vars(args), "results": results, "per_pair": per_pair,
+    settings = {**vars(args), "validation_photos": None if photos is None else str(args.validation_photos)}
+    write_results(name, {"settings": settings, "results": results, "per_pair": per_pair,
                                           "skipped_methods": skipped, "missing_sets": missing_sets}, "\n".join(md))
     return 0
 

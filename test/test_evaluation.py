@@ -213,3 +213,23 @@ def test_fox_localization_method_names_map_and_localization_matchers(monkeypatch
     for bad in ("featloc", "featloc+", "+mnn"):
         with pytest.raises(SystemExit, match="bad method"):
             parse_method(bad)
+
+
+def test_homography_benchmark_builds_validation_sets_from_given_photos(monkeypatch, tmp_path):
+    """benchmarks/homography_benchmark.py --validation-photos: the synthetic sets come from the given photos (with
+    --warps-per-photo pairs each), not from ../shared/data, and the real-image sets are not built."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from homography_benchmark import build_sets
+
+    rng = np.random.default_rng(0)
+    photos = []
+    for i in range(3):
+        photos.append(tmp_path / f"p{i}.png")
+        cv2.imwrite(str(photos[-1]), cv2.GaussianBlur(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), (0, 0), 2))
+    sets, missing = build_sets(False, 2, ["synthetic_night", "synthetic_rot180"], photos)
+    assert not missing and sorted(sets) == ["synthetic_night", "synthetic_rot180"]
+    assert [len(v) for v in sets.values()] == [6, 6]
+    assert {pr.name for pr in sets["synthetic_night"]} >= {"synthetic_night_p0", "synthetic_night_p2_w1"}
+    assert sets["synthetic_night"][0].image0.shape == (120, 160, 3)

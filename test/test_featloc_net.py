@@ -101,6 +101,25 @@ def test_score_blur_finds_broad_peaks_under_pixel_noise():
     torch.testing.assert_close(k_plain, k_zero)  # blur 0 is no blur
 
 
+def test_edge_test_drops_maxima_on_ridges_and_keeps_round_peaks():
+    """A round peak passes SIFT's edge test, a peak on an elongated ridge (curvature ratio 16) fails it at ratio 10
+    and passes at 20; with the test, the top-1 detection is the weaker round peak instead of the ridge."""
+    from featloc_ros.nn.featloc_net import peak_shape_mask
+
+    ys, xs = torch.meshgrid(torch.arange(40.0), torch.arange(64.0), indexing="ij")
+    blob = 0.8 * torch.exp(-((xs - 14) ** 2 + (ys - 20) ** 2) / (2 * 2.0 ** 2))
+    ridge = 0.9 * torch.exp(-((xs - 44) ** 2 / (2 * 8.0 ** 2) + (ys - 20) ** 2 / (2 * 2.0 ** 2)))
+    scores = (blob + ridge)[None, None]
+    for ratio, ridge_kept in ((10.0, False), (20.0, True)):
+        mask = peak_shape_mask(scores, ratio)[0, 0]
+        assert bool(mask[20, 14]) and bool(mask[20, 44]) == ridge_kept, ratio
+    top = {r: detect_keypoints(scores, k=1, nms_radius=3, threshold=0.0, border=2, edge_ratio=r)[0][0, 0].tolist()
+           for r in (0.0, 10.0)}
+    assert top[0.0] == [44.0, 20.0] and top[10.0] == [14.0, 20.0]
+    with pytest.raises(ValueError, match=">= 1"):
+        peak_shape_mask(scores, 0.5)
+
+
 def test_repeatability_distances_count_only_points_that_land_in_b():
     from featloc_ros.training.calibrate_keypoints import nearest_distances
 
@@ -154,6 +173,30 @@ def test_subpixel_temperature_choice_on_training_pairs():
     assert scores[0.04] != scores[0.2]  # the temperature reaches the detector
     with pytest.raises(ValueError, match="> 0"):
         choose_subpixel_temperature(weights, 1.0, [0.0, 0.1], pairs=1, seed=0)
+
+
+def test_edge_ratio_choice_on_training_pairs():
+    """choose_edge_ratio scores each ratio by the homography accuracy on training pairs (mutual NN, MAGSAC, corner
+    error), reports the repeatability beside it, keeps the best homography score and refuses ratios in (0, 1)."""
+    from featloc_ros.features.featloc import resolve_model_file
+    from featloc_ros.training.calibrate_keypoints import choose_edge_ratio
+
+    try:
+        weights = resolve_model_file(None)
+    except FileNotFoundError as e:
+        pytest.skip(str(e).splitlines()[0])
+    res = choose_edge_ratio(weights, 0.04, 1.0, (0.29, 0.16), [0.0, 3.0], pairs=4, seed=3)
+    for r in res["candidates"].values():
+        hom = r["homography"]
+        assert hom["all"]["pairs"] == 4 and 0.0 <= hom["all"]["auc_1px"] <= hom["all"]["auc_3px"] <= 1.0
+        assert hom["all"]["auc_3px"] > 0.3  # the shipped features find the homography of most training pairs
+        assert r["repeatability"]["all"]["repeat_1px"] > 0.05
+    scores = {float(c): r["score"] for c, r in res["candidates"].items()}
+    assert res["edge_ratio"] == max(scores, key=scores.get)
+    reps = [r["repeatability"]["all"]["repeat_2px"] for r in res["candidates"].values()]
+    assert reps[0] != reps[1]  # the ratio reaches the detector
+    with pytest.raises(ValueError, match=">= 1"):
+        choose_edge_ratio(weights, 0.04, 1.0, (0.0, 0.0), [0.5], pairs=1, seed=0)
 
 
 def test_keypoint_offset_moves_the_output_keypoints_only():
@@ -725,16 +768,25 @@ def test_written_calibration_reaches_both_backends(shipped_like, tmp_path):
     common = {tuple(np.round(p, 3)) for p in ft} & {tuple(np.round(p, 3)) for p in fo}
     assert len(common) >= 0.9 * len(ft)
     assert np.all(np.abs((ft - before) - np.array([0.25, -0.5])).max(axis=1) <= 1.0 + 1e-6)  # refinement <= 1 px
-    # a score blur goes into the architecture file and the ONNX graph as well; a chosen keypoint refinement into
+    # a score blur and an edge test go into the architecture file and the ONNX graph as well; a chosen keypoint
+    # refinement into
     # the architecture file, read by both backends
     write_calibration(weights, {"offset": [0.25, -0.5], "subpixel_temperature": 0.1, "score_blur": 1.0,
-                                "refinement_choice": {"settings": {"log_sigma": 1.5, "radius": 1, "offset": [0, 0]}}})
+                                "refinement_choice": {"settings": {"log_sigma": 1.5, "radius": 1, "offset": [0, 0]}},
+                                "edge_ratio_choice": {"edge_ratio": 10.0}})
     arch = json.loads(weights.with_suffix(".model.json").read_text())
     assert arch["model"]["score_blur"] == 1.0 and arch["keypoint_refinement"]["log_sigma"] == 1.5
+    assert arch["model"]["edge_ratio"] == 10.0
     assert create_extractor({**base, "backend": "onnxruntime"}).refinement["log_sigma"] == 1.5
     meta = {p.key: p.value for p in onnx.load(str(weights.with_suffix(".onnx"))).metadata_props}
-    assert meta["featloc.score_blur"] == "1.0"
+    assert meta["featloc.score_blur"] == "1.0" and meta["featloc.edge_ratio"] == "10.0"
     bt, bo = create_extractor(base)(img).keypoints, create_extractor({**base, "backend": "onnxruntime"})(img).keypoints
     assert not np.allclose(bt, ft)
     common = {tuple(np.round(p, 3)) for p in bt} & {tuple(np.round(p, 3)) for p in bo}
     assert len(common) >= 0.9 * len(bt)
+    # a later calibration (offset only) keeps the earlier choices, in the model and in the records
+    write_calibration(weights, {"offset": [0.5, 0.0], "subpixel_temperature": 0.04})
+    arch = json.loads(weights.with_suffix(".model.json").read_text())
+    assert arch["model"]["edge_ratio"] == 10.0 and arch["model"]["score_blur"] == 1.0
+    assert arch["keypoint_calibration"]["edge_ratio_choice"] == {"edge_ratio": 10.0}
+    assert arch["keypoint_calibration"]["offset"] == [0.5, 0.0]

@@ -10,7 +10,8 @@ Architecture (channels for the default configuration; strides relative to the in
       -> KeypointHead(c1, p2): full-resolution score map (pixel shuffle of a 1/2-resolution map; v4
          ``detector_head: full``: FullResolutionKeypointHead, scored at full resolution from the upsampled
          context and low-level maps, so the keypoints follow sub-pixel shifts),
-         optional Gaussian blur of the score map (``score_blur``), NMS by max-pooling, top-k (fixed k +
+         optional Gaussian blur of the score map (``score_blur``), NMS by max-pooling, an optional edge test
+         on the maxima (``edge_ratio``, as SIFT's), top-k (fixed k +
          validity mask, static output shapes), optional soft-argmax refinement of each keypoint in its 3x3
          window (``subpixel_temperature``; off by default), and a constant offset added to the output
          keypoints (``keypoint_offset``: the detector's measured shift)
@@ -252,16 +253,39 @@ def subpixel_offsets(scores: torch.Tensor, temperature: float) -> torch.Tensor:
     return out[:, :2] / out[:, 2:]
 
 
+def peak_shape_mask(scores: torch.Tensor, max_ratio: float) -> torch.Tensor:
+    """SIFT's edge test on a score map: (B,1,H,W) -> (B,1,H,W) bool, True where the 3x3 finite-difference Hessian
+    has two principal curvatures of the same sign whose ratio is below ``max_ratio`` (trace^2 / det <
+    (r + 1)^2 / r). A peak on a ridge (an edge) is sharp across it and flat along it, so its position along the
+    ridge is poorly defined; the test rejects it (three fixed 3x3 convolutions; exports to ONNX)."""
+    if max_ratio < 1:
+        raise ValueError(f"peak_shape_mask: max_ratio must be >= 1, got {max_ratio}")
+    z = [0.0, 0.0, 0.0]
+    kernels = torch.tensor([[z, [1.0, -2.0, 1.0], z],  # d2/dx2
+                            [[0.0, 1.0, 0.0], [0.0, -2.0, 0.0], [0.0, 1.0, 0.0]],  # d2/dy2
+                            [[0.25, 0.0, -0.25], z, [-0.25, 0.0, 0.25]]],  # d2/dxdy
+                           dtype=scores.dtype, device=scores.device)[:, None]  # (3,1,3,3)
+    hess = F.conv2d(scores, kernels, padding=1)
+    dxx, dyy, dxy = hess[:, 0:1], hess[:, 1:2], hess[:, 2:3]
+    det = dxx * dyy - dxy * dxy
+    trace = dxx + dyy
+    return (det > 0) & (trace * trace * max_ratio < (max_ratio + 1) ** 2 * det)
+
+
 def detect_keypoints(scores: torch.Tensor, k: int, nms_radius: int, threshold: float, border: int,
-                     subpixel_temperature: float = 0.0, blur: float = 0.0
+                     subpixel_temperature: float = 0.0, blur: float = 0.0, edge_ratio: float = 0.0
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fixed-k detection: (B,1,H,W) scores in [0,1] -> keypoints (B,k,2) float (x, y) pixels,
     scores (B,k) (descending), valid (B,k) bool (score > threshold after NMS). Needs H*W >= k.
     blur > 0: the scores are first blurred (Gaussian, sigma px; the returned scores are the blurred ones).
+    edge_ratio > 0: maxima that fail the edge test (``peak_shape_mask``) are dropped after NMS, and the next
+    strongest maxima take their places.
     subpixel_temperature > 0: each keypoint moves by the soft-argmax of the scores in its 3x3 window."""
     if blur > 0:
         scores = gaussian_blur(scores, blur)
     s = simple_nms(border_mask(scores, border), nms_radius)
+    if edge_ratio > 0:
+        s = torch.where(peak_shape_mask(scores, edge_ratio), s, torch.zeros_like(s))
     h, w = s.shape[-2:]
     top, idx = torch.topk(s.flatten(1), k, dim=1)
     # (x, y) by gathering from a coordinate grid: ``idx % w`` with a symbolic w does not export to ONNX
@@ -561,6 +585,9 @@ class FeatLocNet(nn.Module):
         # > 0: the score map is blurred (Gaussian, sigma px) before NMS and refinement: peaks made by image noise
         # merge, so the detections repeat better on dark, noisy images (measured by calibrate_keypoints.py)
         "score_blur": 0.0,
+        # > 0: SIFT's edge test on the (blurred) score map with this curvature ratio: maxima on ridges are dropped
+        # (their position along the ridge is poorly defined; chosen by calibrate_keypoints.py, 0 = off)
+        "edge_ratio": 0.0,
         "subpixel_temperature": 0.0,  # > 0: soft-argmax refinement in the 3x3 window (v2 peaks are one pixel wide: no gain)
         # (dx, dy) px added to every output keypoint (after the descriptors are sampled): the detector's systematic
         # shift, measured on training pairs by training/calibrate_keypoints.py (v4: about a quarter pixel in x)
@@ -695,7 +722,8 @@ class FeatLocNet(nn.Module):
             scores = torch.sigmoid(feats[0]["logits"])
         k = data.get("max_keypoints", c["max_keypoints"])
         kpts, kscores, valid = detect_keypoints(scores, k, c["nms_radius"], c["detection_threshold"],
-                                                c["remove_borders"], c["subpixel_temperature"], c["score_blur"])
+                                                c["remove_borders"], c["subpixel_temperature"], c["score_blur"],
+                                                c["edge_ratio"])
         h, w = image.shape[-2:]
         desc = [self.describe(f, rot90_points(kpts, r, h, w)) for r, f in zip(turns, feats)]
         if any(c["keypoint_offset"]):
@@ -804,6 +832,7 @@ def export_onnx(model: FeatLocNet, path, nms_radius: int | None = None, detectio
             "featloc.remove_borders": str(model.conf["remove_borders"]),
             "featloc.subpixel_temperature": str(model.conf["subpixel_temperature"]),
             "featloc.score_blur": str(model.conf["score_blur"]),
+            "featloc.edge_ratio": str(model.conf["edge_ratio"]),
             "featloc.keypoint_offset": ",".join(str(float(v)) for v in model.conf["keypoint_offset"]),
             "featloc.descriptor_dim": str(model.conf["descriptor_dim"]),
             "featloc.meta_dim": str(model.conf["meta_dim"])}

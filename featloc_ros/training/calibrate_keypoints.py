@@ -3,7 +3,8 @@
     python -m featloc_ros.training.calibrate_keypoints --weights models/featloc_v4.pt \\
         --subpixel-temperature 0.1 [--score-blur-candidates 0 0.5 0.7 1 1.5] \\
         [--subpixel-temperature-candidates 0.02 0.03 0.04 0.05 0.1 0.2] \\
-        [--refine-sigma-candidates 0 1.2 1.5 1.7 2 2.5] [--pairs 150] [--seed 777] [--write]
+        [--refine-sigma-candidates 0 1.2 1.5 1.7 2 2.5] [--edge-ratio-candidates 0 3 5 10 20] \\
+        [--pairs 150] [--seed 777] [--write]
 
 Score blur (``--score-blur-candidates``): before the offset, each candidate sigma of the score-map blur
 (FeatLocNet conf ``score_blur``) is run on training pairs with photometric changes (half of them night) and half
@@ -20,6 +21,12 @@ extractor's refinement (featloc_ros.features.keypoint_refinement; 0: none) gets 
 keypoints' shift, measured as below) and is scored by the same repeatability, now with the offsets applied; the
 best is stored as ``keypoint_refinement`` in the architecture file. Off by default (tried, not shipped:
 models/README.md, "Keypoint refinement").
+
+Edge test (``--edge-ratio-candidates``): after the offset, each curvature ratio of SIFT's edge test on the score
+maxima (FeatLocNet conf ``edge_ratio``; 0: none) is run on the same training pairs, with the offset applied, and
+scored by what the homography benchmark measures: invariance-selected mutual NN, MAGSAC (3 px), AUC@3 of the
+corner error, mean over none / illumination / night (the repeatability is reported beside it). The best is
+stored as ``edge_ratio`` in the architecture file. Not run by default.
 
 A shift d that is the same in every image's own pixel frame cancels between two images related by a
 translation, but not under rotation: with B = H(A), a keypoint at true position p is reported at p - d in
@@ -104,28 +111,31 @@ def nearest_distances(H: np.ndarray, kpts_a: np.ndarray, kpts_b: np.ndarray, ins
 
 
 def extractor(weights: Path, subpixel_temperature: float, score_blur: float | None, max_keypoints: int,
-              keypoint_offset=(0.0, 0.0), refinement: dict | None = None):
-    """The FeatLoc extractor of ``weights`` with this refinement temperature, score blur (None: the
+              keypoint_offset=(0.0, 0.0), refinement: dict | None = None, edge_ratio: float | None = None):
+    """The FeatLoc extractor of ``weights`` with this refinement temperature, score blur and edge test (None: the
     architecture file's), network keypoint offset and keypoint refinement (None: none, whatever the file says)."""
     from ..features.featloc import FeatLoc
 
     model = {"subpixel_temperature": subpixel_temperature, "keypoint_offset": tuple(keypoint_offset)}
     if score_blur is not None:
         model["score_blur"] = score_blur
+    if edge_ratio is not None:
+        model["edge_ratio"] = edge_ratio
     return FeatLoc({"weights": str(weights), "max_keypoints": max_keypoints, "resize_max": 0, "model": model,
                     "refinement": refinement or {}})
 
 
 def repeatability(weights: Path, subpixel_temperature: float, score_blur: float, pairs: int, seed: int,
                   max_keypoints: int = 512, crop_size: int = 320, keypoint_offset=(0.0, 0.0),
-                  refinement: dict | None = None) -> dict:
+                  refinement: dict | None = None, edge_ratio: float | None = None) -> dict:
     """How well the detections repeat on training pairs with photometric changes (half night, half rotated):
     {kind: {"pairs", "repeat_1px", "repeat_2px", "median_px"}} for kind in none / illumination / night / all, and
     "score": the mean of repeat_1px over the three kinds (those with pairs). median_px: over the keypoints repeated
-    within 2 px. ``keypoint_offset``, ``refinement``: as ``extractor``."""
+    within 2 px. ``keypoint_offset``, ``refinement``, ``edge_ratio``: as ``extractor``."""
     from .data import PairDataset
 
-    ext = extractor(weights, subpixel_temperature, score_blur, max_keypoints, keypoint_offset, refinement)
+    ext = extractor(weights, subpixel_temperature, score_blur, max_keypoints, keypoint_offset, refinement,
+                    edge_ratio)
     data = PairDataset({"crop_size": crop_size, "p_rotation": 0.5, "p_illumination": 2 / 3, "night_fraction": 0.5},
                        seed)
     dists: dict[str, list] = {"none": [], "illumination": [], "night": []}
@@ -236,9 +246,66 @@ def choose_refinement(weights: Path, subpixel_temperature: float, score_blur: fl
             "seed": seed}
 
 
+def homography_accuracy(weights: Path, subpixel_temperature: float, score_blur: float | None, pairs: int, seed: int,
+                        max_keypoints: int = 512, crop_size: int = 320, keypoint_offset=(0.0, 0.0),
+                        edge_ratio: float | None = None, ransac_px: float = 3.0) -> dict:
+    """What the homography benchmark measures, on training pairs (the pairs of ``repeatability``): invariance-selected
+    mutual NN matches, an OpenCV MAGSAC homography (3 px) and the mean error of the four crop corners.
+    {kind: {"pairs", "auc_1px", "auc_3px", "median_corner_px"}} for kind in none / illumination / night / all, and
+    "score": the mean of auc_3px over the three kinds (those with pairs)."""
+    from ..evaluation.homography import auc, corner_error, estimate_homography
+    from ..matching import create_matcher
+    from .data import PairDataset
+
+    ext = extractor(weights, subpixel_temperature, score_blur, max_keypoints, keypoint_offset, None, edge_ratio)
+    matcher = create_matcher("featloc_isnn")
+    data = PairDataset({"crop_size": crop_size, "p_rotation": 0.5, "p_illumination": 2 / 3, "night_fraction": 0.5},
+                       seed)
+    errors: dict[str, list] = {"none": [], "illumination": [], "night": []}
+    for i in range(pairs):
+        s = data[i]
+        fa, fb = ext(s["A"]), ext(s["B"])
+        m = matcher(fa, fb).indices
+        H = estimate_homography(fa.keypoints[m[:, 0]].astype(np.float64), fb.keypoints[m[:, 1]].astype(np.float64),
+                                ransac_px)
+        h, w = s["A"].shape[:2]
+        errors[s["photometric"]].append(corner_error(H, s["H_AB"].astype(np.float64), w, h))
+    out: dict = {}
+    for kind, e in {**errors, "all": sum(errors.values(), [])}.items():
+        out[kind] = {"pairs": len(e), "auc_1px": auc(e, 1.0) if e else 0.0, "auc_3px": auc(e, 3.0) if e else 0.0,
+                     "median_corner_px": float(np.median(e)) if e else float("nan")}
+    out["score"] = float(np.mean([out[k]["auc_3px"] for k in errors if errors[k]] or [0.0]))
+    return out
+
+
+EDGE_RATIO_CANDIDATES = (0.0, 3.0, 5.0, 10.0, 20.0)  # 0: no edge test; SIFT uses 10
+
+
+def choose_edge_ratio(weights: Path, subpixel_temperature: float, score_blur: float | None, keypoint_offset,
+                      candidates: list[float], pairs: int, seed: int) -> dict:
+    """Each curvature ratio of the edge test (FeatLocNet conf ``edge_ratio``; 0: none), after the offset: its
+    ``repeatability`` and its ``homography_accuracy`` on training pairs; the best homography score wins (the test
+    trades a few repeated keypoints for more precise ones, which repeatability within 1 px does not see).
+    {"edge_ratio", "candidates": {ratio: {"repeatability": {...}, "homography": {...}, "score"}}, "pairs",
+    "seed"}. The offset is not measured again: the test only drops maxima, it does not move the others."""
+    if not candidates or any(0 < c < 1 or c < 0 for c in candidates):
+        raise ValueError(f"keypoint calibration: edge ratio candidates must be 0 (off) or >= 1, got {candidates}")
+    results = {}
+    for c in candidates:
+        rep = repeatability(weights, subpixel_temperature, score_blur, pairs, seed, keypoint_offset=keypoint_offset,
+                            edge_ratio=c)
+        hom = homography_accuracy(weights, subpixel_temperature, score_blur, pairs, seed,
+                                  keypoint_offset=keypoint_offset, edge_ratio=c)
+        results[str(c)] = {"repeatability": rep, "homography": hom, "score": hom["score"]}
+    best = max(candidates, key=lambda c: results[str(c)]["score"])
+    return {"edge_ratio": float(best), "candidates": results, "pairs": pairs, "seed": seed}
+
+
 def write_calibration(weights: Path, result: dict) -> dict:
-    """Store the refinement temperature and offset in ``<weights>.model.json`` and export the ONNX model next to
-    the weights again (verified with onnxruntime). Returns the ONNX check."""
+    """Store the refinement temperature and offset (and the score blur and edge test when chosen) in
+    ``<weights>.model.json`` and export the ONNX model next to the weights again (verified with onnxruntime). The
+    file's records of earlier choices (``*_choice``) that ``result`` does not have are kept. Returns the ONNX
+    check."""
     import torch
 
     from ..nn.architecture import architecture_path
@@ -249,7 +316,12 @@ def write_calibration(weights: Path, result: dict) -> dict:
             "keypoint_offset": result["offset"]}
     if "score_blur" in result:
         arch["score_blur"] = result["score_blur"]
+    if "edge_ratio_choice" in result:
+        arch["edge_ratio"] = result["edge_ratio_choice"]["edge_ratio"]
     path = architecture_path(weights)
+    if path.is_file():  # the records of earlier choices that this run did not make again stay with the file
+        earlier = json.loads(path.read_text()).get("keypoint_calibration", {})
+        result = {**{k: v for k, v in earlier.items() if k.endswith("_choice")}, **result}
     data = {"format": ARCHITECTURE_FORMAT, "model": arch, "keypoint_calibration": result}
     if "refinement_choice" in result:
         data["keypoint_refinement"] = result["refinement_choice"]["settings"]
@@ -287,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="|LoG| scales (px; 0: none) of the keypoint refinement to compare after the offset, e.g. "
                         f"{' '.join(f'{c:g}' for c in REFINE_SIGMA_CANDIDATES)}; the best by repeatability is kept "
                         "(default, or given with no values: no refinement)")
+    p.add_argument("--edge-ratio-candidates", type=float, nargs="*", default=[],
+                   help="curvature ratios of the edge test on the score maxima (0: none) to compare after the offset, "
+                        f"e.g. {' '.join(f'{c:g}' for c in EDGE_RATIO_CANDIDATES)}; the best by repeatability is kept "
+                        "(default, or given with no values: the architecture file's)")
     p.add_argument("--pairs", type=int, default=150)
     p.add_argument("--seed", type=int, default=777)
     p.add_argument("--match-px", type=float, default=2.0, help="a keypoint of B this close to the projection counts")
@@ -317,6 +393,16 @@ def main(argv: list[str] | None = None) -> int:
                                    args.pairs, args.seed)
         print_candidates("refinement log_sigma", refine["candidates"])
         result["refinement_choice"] = refine
+    if args.edge_ratio_candidates:
+        edge = choose_edge_ratio(weights, temperature, blur, result["offset"], args.edge_ratio_candidates,
+                                 args.pairs, args.seed)
+        print_candidates("edge_ratio (repeatability)", {c: r["repeatability"] for c, r in edge["candidates"].items()})
+        for c, r in edge["candidates"].items():
+            hom = r["homography"]
+            print(f"edge_ratio {c}: homography score (AUC@3) {r['score']:.4f} " + " ".join(
+                f"{k} {hom[k]['auc_1px']:.3f}/{hom[k]['auc_3px']:.3f}/{hom[k]['median_corner_px']:.2f}"
+                for k in ("none", "illumination", "night")), flush=True)
+        result["edge_ratio_choice"] = edge
     print(json.dumps({k: result[k] for k in ("offset", "halves", "rms_before", "rms_after", "keypoint_pairs")}))
     if args.write:
         print(json.dumps(write_calibration(weights, result)))
