@@ -26,7 +26,7 @@ Edge test (``--edge-ratio-candidates``): after the offset, each curvature ratio 
 maxima (FeatLocNet conf ``edge_ratio``; 0: none) is run on the same training pairs, with the offset applied, and
 scored by what the homography benchmark measures: invariance-selected mutual NN, MAGSAC (3 px), AUC@3 of the
 corner error, mean over none / illumination / night (the repeatability is reported beside it). The best is
-stored as ``edge_ratio`` in the architecture file. Not run by default.
+stored as ``edge_ratio`` in the architecture file. Not run by default (tried, withdrawn: models/README.md, "Edge test").
 
 A shift d that is the same in every image's own pixel frame cancels between two images related by a
 translation, but not under rotation: with B = H(A), a keypoint at true position p is reported at p - d in
