@@ -134,23 +134,29 @@ def photometric_pairs(crop_size: int, seed: int):
                        seed)
 
 
-def repeatability(weights: Path, subpixel_temperature: float, score_blur: float, pairs: int, seed: int,
-                  max_keypoints: int = 512, crop_size: int = 320, keypoint_offset=(0.0, 0.0),
-                  refinement: dict | None = None, edge_ratio: float | None = None) -> dict:
-    """How well the detections repeat on training pairs with photometric changes (half night, half rotated):
-    {kind: {"pairs", "repeat_1px", "repeat_2px", "median_px"}} for kind in none / illumination / night / all, and
-    "score": the mean of repeat_1px over the three kinds (those with pairs). median_px: over the keypoints repeated
-    within 2 px. ``keypoint_offset``, ``refinement``, ``edge_ratio``: as ``extractor``."""
-
+def extracted_pairs(weights: Path, subpixel_temperature: float, score_blur: float | None, pairs: int, seed: int,
+                    max_keypoints: int = 512, crop_size: int = 320, keypoint_offset=(0.0, 0.0),
+                    refinement: dict | None = None, edge_ratio: float | None = None) -> list[tuple]:
+    """The first ``pairs`` training pairs of ``photometric_pairs`` with the features of A and B:
+    [(sample, features_A, features_B)]. The settings are those of ``extractor``."""
     ext = extractor(weights, subpixel_temperature, score_blur, max_keypoints, keypoint_offset, refinement,
                     edge_ratio)
     data = photometric_pairs(crop_size, seed)
-    dists: dict[str, list] = {"none": [], "illumination": [], "night": []}
-    for i in range(pairs):
-        s = data[i]
-        d = nearest_distances(s["H_AB"].astype(np.float64), ext(s["A"]).keypoints.astype(np.float64),
-                              ext(s["B"]).keypoints.astype(np.float64), s["valid_B"])
-        dists[s["photometric"]].append(d)
+    return [(s, ext(s["A"]), ext(s["B"])) for s in (data[i] for i in range(pairs))]
+
+
+PHOTOMETRIC_KINDS = ("none", "illumination", "night")
+
+
+def repeatability_of(extracted: list[tuple]) -> dict:
+    """How well the detections of ``extracted_pairs`` repeat: {kind: {"pairs", "repeat_1px", "repeat_2px",
+    "median_px"}} for kind in none / illumination / night / all, and "score": the mean of repeat_1px over the three
+    kinds (those with pairs). median_px: over the keypoints repeated within 2 px."""
+    dists: dict[str, list] = {k: [] for k in PHOTOMETRIC_KINDS}
+    for s, fa, fb in extracted:
+        dists[s["photometric"]].append(nearest_distances(s["H_AB"].astype(np.float64),
+                                                         fa.keypoints.astype(np.float64),
+                                                         fb.keypoints.astype(np.float64), s["valid_B"]))
     out: dict = {}
     for kind, ds in {**dists, "all": sum(dists.values(), [])}.items():
         d = np.concatenate(ds) if ds else np.zeros(0)
@@ -160,6 +166,15 @@ def repeatability(weights: Path, subpixel_temperature: float, score_blur: float,
                      "median_px": float(np.median(near)) if len(near) else float("nan")}
     out["score"] = float(np.mean([out[k]["repeat_1px"] for k in dists if dists[k]] or [0.0]))
     return out
+
+
+def repeatability(weights: Path, subpixel_temperature: float, score_blur: float, pairs: int, seed: int,
+                  max_keypoints: int = 512, crop_size: int = 320, keypoint_offset=(0.0, 0.0),
+                  refinement: dict | None = None, edge_ratio: float | None = None) -> dict:
+    """``repeatability_of`` the training pairs with photometric changes (half night, half rotated) detected with
+    these settings (as ``extractor``)."""
+    return repeatability_of(extracted_pairs(weights, subpixel_temperature, score_blur, pairs, seed, max_keypoints,
+                                            crop_size, keypoint_offset, refinement, edge_ratio))
 
 
 def choose_score_blur(weights: Path, subpixel_temperature: float, candidates: list[float], pairs: int, seed: int
@@ -253,23 +268,17 @@ def choose_refinement(weights: Path, subpixel_temperature: float, score_blur: fl
             "seed": seed}
 
 
-def homography_accuracy(weights: Path, subpixel_temperature: float, score_blur: float | None, pairs: int, seed: int,
-                        max_keypoints: int = 512, crop_size: int = 320, keypoint_offset=(0.0, 0.0),
-                        edge_ratio: float | None = None, ransac_px: float = 3.0) -> dict:
-    """What the homography benchmark measures, on training pairs (the pairs of ``repeatability``): invariance-selected
-    mutual NN matches, an OpenCV MAGSAC homography (3 px) and the mean error of the four crop corners.
+def homography_accuracy_of(extracted: list[tuple], ransac_px: float = 3.0) -> dict:
+    """What the homography benchmark measures, on ``extracted_pairs``: invariance-selected mutual NN matches, an
+    OpenCV MAGSAC homography (``ransac_px``) and the mean error of the four crop corners.
     {kind: {"pairs", "auc_1px", "auc_3px", "median_corner_px"}} for kind in none / illumination / night / all, and
     "score": the mean of auc_3px over the three kinds (those with pairs)."""
     from ..evaluation.homography import auc, corner_error, estimate_homography
     from ..matching import create_matcher
 
-    ext = extractor(weights, subpixel_temperature, score_blur, max_keypoints, keypoint_offset, None, edge_ratio)
     matcher = create_matcher("featloc_isnn")
-    data = photometric_pairs(crop_size, seed)
-    errors: dict[str, list] = {"none": [], "illumination": [], "night": []}
-    for i in range(pairs):
-        s = data[i]
-        fa, fb = ext(s["A"]), ext(s["B"])
+    errors: dict[str, list] = {k: [] for k in PHOTOMETRIC_KINDS}
+    for s, fa, fb in extracted:
         m = matcher(fa, fb).indices
         H = estimate_homography(fa.keypoints[m[:, 0]].astype(np.float64), fb.keypoints[m[:, 1]].astype(np.float64),
                                 ransac_px)
@@ -289,18 +298,18 @@ EDGE_RATIO_CANDIDATES = (0.0, 3.0, 5.0, 10.0, 20.0)  # 0: no edge test; SIFT use
 def choose_edge_ratio(weights: Path, subpixel_temperature: float, score_blur: float | None, keypoint_offset,
                       candidates: list[float], pairs: int, seed: int) -> dict:
     """Each curvature ratio of the edge test (FeatLocNet conf ``edge_ratio``; 0: none), after the offset: its
-    ``repeatability`` and its ``homography_accuracy`` on training pairs; the best homography score wins (the test
-    trades a few repeated keypoints for more precise ones, which repeatability within 1 px does not see).
+    ``repeatability_of`` and ``homography_accuracy_of`` on the same extraction of the training pairs; the best
+    homography score wins (the test trades a few repeated keypoints for more precise ones, which repeatability
+    within 1 px does not see).
     {"edge_ratio", "candidates": {ratio: {"repeatability": {...}, "homography": {...}, "score"}}, "pairs",
     "seed"}. The offset is not measured again: the test only drops maxima, it does not move the others."""
     if not candidates or any(0 < c < 1 or c < 0 for c in candidates):
         raise ValueError(f"keypoint calibration: edge ratio candidates must be 0 (off) or >= 1, got {candidates}")
     results = {}
     for c in candidates:
-        rep = repeatability(weights, subpixel_temperature, score_blur, pairs, seed, keypoint_offset=keypoint_offset,
-                            edge_ratio=c)
-        hom = homography_accuracy(weights, subpixel_temperature, score_blur, pairs, seed,
-                                  keypoint_offset=keypoint_offset, edge_ratio=c)
+        extracted = extracted_pairs(weights, subpixel_temperature, score_blur, pairs, seed,
+                                    keypoint_offset=keypoint_offset, edge_ratio=c)  # one extraction, two scores
+        rep, hom = repeatability_of(extracted), homography_accuracy_of(extracted)
         results[str(c)] = {"repeatability": rep, "homography": hom, "score": hom["score"]}
     best = max(candidates, key=lambda c: results[str(c)]["score"])
     return {"edge_ratio": float(best), "candidates": results, "pairs": pairs, "seed": seed}
