@@ -37,6 +37,11 @@ SYNTHETIC_SOURCES = ("openmvg_sceaux_castle/images", "superglue_assets/phototour
 SET_NAMES = ("graf", "rotation_sacre_coeur", *SYNTHETIC_SETS)
 
 
+def photo_files(folder: Path) -> list[Path]:
+    """The JPEG and PNG files of ``folder``, sorted by path."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
 def build_sets(quick: bool, warps_per_photo: int = 1, only: list[str] | None = None,
                synthetic_photos: list[Path] | None = None) -> tuple[dict, dict]:
     """The benchmark sets {name: pairs} and {name: why it is missing}; ``warps_per_photo`` pairs per photo in the
@@ -59,8 +64,7 @@ def build_sets(quick: bool, warps_per_photo: int = 1, only: list[str] | None = N
             missing["rotation_sacre_coeur"] = f"{rot} or {orig} not available"
     synthetic = [name for name in SYNTHETIC_SETS if name in wanted]
     photos = synthetic_photos if synthetic_photos is not None else sorted(
-        p for src in SYNTHETIC_SOURCES if (data / src).exists()
-        for p in (data / src).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        p for src in SYNTHETIC_SOURCES if (data / src).exists() for p in photo_files(data / src))
     if photos:
         photos = photos[::6] if quick else photos
         for name in synthetic:
@@ -166,8 +170,7 @@ def main(argv=None) -> int:
     if args.validation_photos is not None:
         if not args.validation_photos.is_dir() or args.validation_stride < 1:
             p.error(f"--validation-photos {args.validation_photos} is not a folder (or --validation-stride < 1)")
-        photos = sorted(q for q in args.validation_photos.iterdir()
-                        if q.suffix.lower() in (".jpg", ".jpeg", ".png"))[::args.validation_stride]
+        photos = photo_files(args.validation_photos)[::args.validation_stride]
     sets, missing_sets = build_sets(args.quick, args.warps_per_photo, args.sets, photos)
     methods, skipped = resolve_methods(args.methods)
     if args.reference and args.reference not in [m.name for m in methods]:
