@@ -428,6 +428,13 @@ def to_frame(vectors: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
     return torch.stack([x * c + y * s, -x * s + y * c], -1)
 
 
+def from_frame(uv: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    """(u, v) components in each keypoint's frame (B,N,2) -> image-plane vectors (B,N,2) (inverse of ``to_frame``)."""
+    c, s = frame[..., 0], frame[..., 1]
+    u, v = uv[..., 0], uv[..., 1]
+    return torch.stack([u * c - v * s, u * s + v * c], -1)
+
+
 class SteeredDescriptorHead(nn.Module):
     """A rotation-invariant local descriptor kind: a patch sampled in each keypoint's own frame (its dominant
     gradient orientation), so that turning the image turns the sampling pattern with it.
@@ -560,6 +567,45 @@ def concat_descriptors(desc: torch.Tensor) -> torch.Tensor:
     return F.normalize(desc.transpose(0, 1).flatten(1), dim=-1)
 
 
+class KeypointRefiner(nn.Module):
+    """Sub-pixel correction of each keypoint from its own neighbourhood (v10; trained by
+    training/fit_refiner.py). A ``grid`` x ``grid`` pattern of points ``spacing`` px apart, turned by the
+    keypoint's orientation, samples the blurred image (standardised over the pattern: a local gain and offset of
+    the intensities change nothing) and the blurred score map (divided by its maximum over the pattern); an MLP
+    maps the two patches to an offset in the keypoint's frame, turned back into pixels. The input is expressed in
+    the keypoint's frame, so turning the image turns the correction with it.
+    intensity (B,1,H,W), scores (B,1,H,W), keypoints (B,N,2), frame (B,N,2) (cos, sin) -> offsets (B,N,2) px."""
+
+    def __init__(self, grid: int = 9, spacing: float = 1.0, hidden: int = 64):
+        super().__init__()
+        if grid < 2 or spacing <= 0 or hidden < 1:
+            raise ValueError(f"KeypointRefiner: needs grid >= 2, spacing > 0 and hidden >= 1, got {grid}, {spacing}, "
+                             f"{hidden}")
+        self.register_buffer("offsets", grid_offsets(grid, spacing), persistent=False)
+        n = 2 * grid * grid
+        self.mlp = nn.Sequential(nn.Linear(n, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, hidden),
+                                 nn.ReLU(inplace=True), nn.Linear(hidden, 2))
+
+    def inputs(self, intensity: torch.Tensor, scores: torch.Tensor, keypoints: torch.Tensor, frame: torch.Tensor
+               ) -> torch.Tensor:
+        """The MLP's input: (B,N,2*grid^2) = [standardised intensity patch, score patch / its maximum]."""
+        pts = steer_points(keypoints, frame, self.offsets)  # (B,N,P,2)
+        ip = sample_points(intensity, pts, 1)[..., 0]  # (B,N,P)
+        sp = sample_points(scores, pts, 1)[..., 0]
+        ip = (ip - ip.mean(-1, keepdim=True)) / (ip.std(-1, keepdim=True) + 1e-3)
+        sp = sp / (sp.amax(-1, keepdim=True) + 1e-6)
+        return torch.cat([ip, sp], -1)
+
+    def frame_offsets(self, x: torch.Tensor) -> torch.Tensor:
+        """``inputs`` (B,N,2P) -> offsets (B,N,2) (u, v) in the keypoint's frame."""
+        return self.mlp(x)
+
+    def forward(self, intensity: torch.Tensor, scores: torch.Tensor, keypoints: torch.Tensor, frame: torch.Tensor
+                ) -> torch.Tensor:
+        uv = self.frame_offsets(self.inputs(intensity, scores, keypoints, frame))
+        return from_frame(uv, frame)
+
+
 # ----------------------------------------------------------------------------------------------------
 # the network
 # ----------------------------------------------------------------------------------------------------
@@ -593,6 +639,9 @@ class FeatLocNet(nn.Module):
         # shift, measured on training pairs by training/calibrate_keypoints.py (v4: about a quarter pixel in x)
         "keypoint_offset": (0.0, 0.0),
         "rotation_pooling": False,  # average scores and descriptors over the 4 rotations of the image by 90 deg
+        # {"grid", "spacing", "hidden"} (KeypointRefiner, v10): a learned sub-pixel correction of each output keypoint
+        # from its neighbourhood, after the offset (training/fit_refiner.py); None: none
+        "keypoint_refiner": None,
         # steered heads (v3): these kinds sample a patch in each keypoint's frame (SteeredDescriptorHead)
         "steered_kinds": (),  # e.g. ("ri_iv", "ri_ii"); () = every head is a plain semi-dense map (v1, v2)
         "steer_grid": 8,  # G: low-level samples on a G x G grid ...
@@ -629,6 +678,12 @@ class FeatLocNet(nn.Module):
                                   normalize_patch=kind_invariances(k)[1])
             if steered else DescriptorHead(c["p2_dim"], c["descriptor_dim"]) for k, steered in zip(KINDS, self.steered)])
         self.meta = MetaAttention(c["p3_dim"], c["attn_dim"], c["meta_dim"], c["attn_pool"], len(KINDS))
+        if c["keypoint_refiner"] is not None and c["detector_head"] != "full":
+            raise ValueError("FeatLocNet: keypoint_refiner needs detector_head 'full' (it samples the low-level maps)")
+        if c["keypoint_refiner"] is not None and c["rotation_pooling"]:
+            raise ValueError("FeatLocNet: keypoint_refiner and rotation_pooling cannot be combined")
+        self.keypoint_refiner = (KeypointRefiner(**c["keypoint_refiner"]) if c["keypoint_refiner"] is not None
+                                 else None)
         self.meta_log_tau = nn.Parameter(torch.tensor(math.log(c["init_tau"])))
 
     @staticmethod
@@ -675,8 +730,8 @@ class FeatLocNet(nn.Module):
         return keypoint_orientation(f["low"][:, 4:6], keypoints, self.conf["orientation_radius"],
                                     self.conf["orientation_bins"])
 
-    def local_at(self, f: dict[str, torch.Tensor], keypoints: torch.Tensor, kinds: tuple[int, ...] | None = None
-                 ) -> torch.Tensor:
+    def local_at(self, f: dict[str, torch.Tensor], keypoints: torch.Tensor, kinds: tuple[int, ...] | None = None,
+                 frame: torch.Tensor | None = None) -> torch.Tensor:
         """Unit local descriptors at pixel points (B,N,2) -> (B,S',N,D) for the kind indices ``kinds``
         (default all). Plain heads sample their 1/4 trunk and apply the 1x1 projection to the samples (bilinear
         sampling commutes with a 1x1 convolution: the same as sampling the dense map); steered heads sample
@@ -684,7 +739,7 @@ class FeatLocNet(nn.Module):
         kinds = range(len(KINDS)) if kinds is None else kinds
         steered = [s for s in kinds if self.steered[s]]
         if steered:
-            frame = self.orientation(f, keypoints)
+            frame = self.orientation(f, keypoints) if frame is None else frame
             low_samples = self.descriptor_heads[steered[0]].sample_low_level(f["low"], keypoints, frame)
         local = []
         for s in kinds:
@@ -696,10 +751,12 @@ class FeatLocNet(nn.Module):
             local.append(F.normalize(x, dim=-1))
         return torch.stack(local, 1)
 
-    def describe(self, f: dict[str, torch.Tensor], keypoints: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Descriptors at keypoints (B,N,2): local (B,S,N,D) unit, meta (B,S,N,Dm) scaled unit."""
+    def describe(self, f: dict[str, torch.Tensor], keypoints: torch.Tensor, frame: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
+        """Descriptors at keypoints (B,N,2): local (B,S,N,D) unit, meta (B,S,N,Dm) scaled unit. ``frame``: the
+        keypoints' orientations when already computed (steered heads)."""
         meta = [normalize_meta(sample_map(m, keypoints, 8), self.meta_log_tau) for m in self.meta(f["p3"])]
-        return {"local": self.local_at(f, keypoints), "meta": torch.stack(meta, 1)}
+        return {"local": self.local_at(f, keypoints, frame=frame), "meta": torch.stack(meta, 1)}
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """data["image"] (B,1|3,H,W) float in [0,1] ->
@@ -721,6 +778,10 @@ class FeatLocNet(nn.Module):
             feats = [self._features(image)]
             scores = torch.sigmoid(feats[0]["logits"])
         k = data.get("max_keypoints", c["max_keypoints"])
+        if self.keypoint_refiner is not None:  # one pass (no rotation pooling: checked in __init__)
+            d = self.detect_for_refiner(feats[0], scores, k)
+            kpts = d["keypoints"] + self.keypoint_refiner(d["intensity"], d["scores_map"], d["keypoints"], d["frame"])
+            return {"keypoints": kpts, "scores": d["scores"], "valid": d["valid"], **d["descriptors"]}
         kpts, kscores, valid = detect_keypoints(scores, k, c["nms_radius"], c["detection_threshold"],
                                                 c["remove_borders"], c["subpixel_temperature"], c["score_blur"],
                                                 c["edge_ratio"])
@@ -733,6 +794,23 @@ class FeatLocNet(nn.Module):
         local = F.normalize(torch.stack([d["local"] for d in desc]).mean(0), dim=-1)
         meta = normalize_meta(torch.stack([d["meta"] for d in desc]).mean(0), self.meta_log_tau)
         return {"keypoints": kpts, "scores": kscores, "valid": valid, "local": local, "meta": meta}
+
+
+    def detect_for_refiner(self, f: dict[str, torch.Tensor], scores: torch.Tensor, k) -> dict[str, torch.Tensor]:
+        """``forward``'s steps before the keypoint refiner: f = ``_features`` of the image, scores (B,1,H,W) its
+        score map, k keypoints -> keypoints (B,k,2) with the offset added, scores (B,k), valid (B,k), frame (B,k,2)
+        (orientations, shared with the steered heads), descriptors (``describe``), and the refiner's maps:
+        scores_map (B,1,H,W) (blurred as for the detection) and intensity (B,1,H,W) (the first low-level map)."""
+        c = self.conf
+        blurred = gaussian_blur(scores, c["score_blur"]) if c["score_blur"] > 0 else scores
+        kpts, kscores, valid = detect_keypoints(blurred, k, c["nms_radius"], c["detection_threshold"],
+                                                c["remove_borders"], c["subpixel_temperature"], 0.0, c["edge_ratio"])
+        frame = self.orientation(f, kpts)
+        desc = self.describe(f, kpts, frame)
+        if any(c["keypoint_offset"]):
+            kpts = kpts + torch.tensor(c["keypoint_offset"], dtype=kpts.dtype, device=kpts.device)
+        return {"keypoints": kpts, "scores": kscores, "valid": valid, "frame": frame, "descriptors": desc,
+                "scores_map": blurred, "intensity": f["low"][:, 0:1]}
 
 
 def rot90_points(points: torch.Tensor, turns: int, height: int, width: int) -> torch.Tensor:
