@@ -14,7 +14,8 @@ Architecture (channels for the default configuration; strides relative to the in
          on the maxima (``edge_ratio``, as SIFT's), top-k (fixed k +
          validity mask, static output shapes), optional soft-argmax refinement of each keypoint in its 3x3
          window (``subpixel_temperature``; off by default), and a constant offset added to the output
-         keypoints (``keypoint_offset``: the detector's measured shift)
+         keypoints (``keypoint_offset``: the detector's measured shift); optionally (``keypoint_refiner``, v10)
+         a learned correction of each keypoint from its oriented 9x9 neighbourhood (KeypointRefiner)
       -> 4 DescriptorHeads(p2): semi-dense local descriptors l_s at 1/4 (D=64 each), one per invariance
          kind s in KINDS = (rv_iv, ri_iv, rv_ii, ri_ii): rotation variant/invariant x illumination
          variant/invariant; sampled at keypoints (bilinear grid_sample) and L2-normalised
@@ -43,6 +44,7 @@ to the N sampled vectors: bilinear sampling (with border padding, weights summin
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -632,7 +634,8 @@ class FeatLocNet(nn.Module):
         # merge, so the detections repeat better on dark, noisy images (measured by calibrate_keypoints.py)
         "score_blur": 0.0,
         # > 0: SIFT's edge test on the (blurred) score map with this curvature ratio: maxima on ridges are dropped
-        # (their position along the ridge is poorly defined; chosen by calibrate_keypoints.py, 0 = off)
+        # (their position along the ridge is poorly defined; calibrate_keypoints.py can choose it; 0 = off, as
+        # shipped: tried and withdrawn, models/README.md "Edge test")
         "edge_ratio": 0.0,
         "subpixel_temperature": 0.0,  # > 0: soft-argmax refinement in the 3x3 window (v2 peaks are one pixel wide: no gain)
         # (dx, dy) px added to every output keypoint (after the descriptors are sampled): the detector's systematic
@@ -912,6 +915,7 @@ def export_onnx(model: FeatLocNet, path, nms_radius: int | None = None, detectio
             "featloc.score_blur": str(model.conf["score_blur"]),
             "featloc.edge_ratio": str(model.conf["edge_ratio"]),
             "featloc.keypoint_offset": ",".join(str(float(v)) for v in model.conf["keypoint_offset"]),
+            "featloc.keypoint_refiner": json.dumps(model.conf["keypoint_refiner"]),  # "null": none
             "featloc.descriptor_dim": str(model.conf["descriptor_dim"]),
             "featloc.meta_dim": str(model.conf["meta_dim"])}
     for key, value in meta.items():
