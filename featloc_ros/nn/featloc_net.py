@@ -798,7 +798,6 @@ class FeatLocNet(nn.Module):
         meta = normalize_meta(torch.stack([d["meta"] for d in desc]).mean(0), self.meta_log_tau)
         return {"keypoints": kpts, "scores": kscores, "valid": valid, "local": local, "meta": meta}
 
-
     def detect_for_refiner(self, f: dict[str, torch.Tensor], scores: torch.Tensor, k) -> dict[str, torch.Tensor]:
         """``forward``'s steps before the keypoint refiner: f = ``_features`` of the image, scores (B,1,H,W) its
         score map, k keypoints -> keypoints (B,k,2) with the offset added, scores (B,k), valid (B,k), frame (B,k,2)

@@ -96,18 +96,27 @@ def solve_offset(rows: np.ndarray, rhs: np.ndarray) -> dict:
 SCORE_BLUR_CANDIDATES = (0.0, 0.5, 0.7, 1.0, 1.5)  # px; v4 keeps 1.0 (models/README.md)
 
 
-def nearest_distances(H: np.ndarray, kpts_a: np.ndarray, kpts_b: np.ndarray, inside_b: np.ndarray) -> np.ndarray:
-    """Distance from the projection into B of each keypoint of A that lands where B has content (``inside_b``
-    (H,W) bool) to the nearest keypoint of B (inf when B has none): (M,)."""
+def nearest_in_b(H: np.ndarray, kpts_a: np.ndarray, kpts_b: np.ndarray, inside_b: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The keypoints of A whose projection into B lands where B has content (``inside_b`` (H,W) bool), and the
+    keypoint of B nearest to each projection: (indices into A (M,), indices into B (M,), distances (M,)); with no
+    keypoint of B the indices into B are -1 and the distances inf."""
     proj = project(H, kpts_a) if len(kpts_a) else np.zeros((0, 2))
     h, w = inside_b.shape
     xy = np.round(proj).astype(int)
     ok = (xy >= 0).all(1) & (xy[:, 0] < w) & (xy[:, 1] < h)
     ok[ok] = inside_b[xy[ok, 1], xy[ok, 0]]
-    proj = proj[ok]
+    ia = np.flatnonzero(ok)
     if len(kpts_b) == 0:
-        return np.full(len(proj), np.inf)
-    return nearest_keypoints(proj, kpts_b)[1]
+        return ia, np.full(len(ia), -1), np.full(len(ia), np.inf)
+    ib, dist = nearest_keypoints(proj[ia], kpts_b)
+    return ia, ib, dist
+
+
+def nearest_distances(H: np.ndarray, kpts_a: np.ndarray, kpts_b: np.ndarray, inside_b: np.ndarray) -> np.ndarray:
+    """Distance from the projection into B of each keypoint of A that lands where B has content (``inside_b``
+    (H,W) bool) to the nearest keypoint of B (inf when B has none): (M,)."""
+    return nearest_in_b(H, kpts_a, kpts_b, inside_b)[2]
 
 
 def extractor(weights: Path, subpixel_temperature: float, score_blur: float | None, max_keypoints: int,

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..evaluation.homography import project
-from .calibrate_keypoints import PHOTOMETRIC_KINDS, local_jacobians, nearest_keypoints, photometric_pairs
+from .calibrate_keypoints import PHOTOMETRIC_KINDS, local_jacobians, nearest_in_b, photometric_pairs
 
 DEFAULT_REFINER = {"grid": 9, "spacing": 1.0, "hidden": 64}
 
@@ -77,18 +77,13 @@ def collect_pairs(net, pairs: int, seed: int, max_keypoints: int = 512, crop_siz
         a, b = detections(net, s["A"], max_keypoints), detections(net, s["B"], max_keypoints)
         if len(a["keypoints"]) == 0 or len(b["keypoints"]) == 0:
             continue
-        proj = project(H, a["keypoints"])
-        nearest, dist = nearest_keypoints(proj, b["keypoints"])
-        h, w = s["valid_B"].shape
-        xy = np.round(proj).astype(int)
-        ok = (dist < match_px) & (xy >= 0).all(1) & (xy[:, 0] < w) & (xy[:, 1] < h)
-        ok[ok] = s["valid_B"][xy[ok, 1], xy[ok, 0]]
-        ia, ib = np.flatnonzero(ok), nearest[ok]
+        ia, ib, dist = nearest_in_b(H, a["keypoints"], b["keypoints"], s["valid_B"])
+        ia, ib = ia[dist < match_px], ib[dist < match_px]
         out["inputs_a"].append(a["inputs"][ia])
         out["inputs_b"].append(b["inputs"][ib])
         out["ja"].append(local_jacobians(H, a["keypoints"][ia]) @ frame_matrices(a["frame"][ia]))
         out["rb"].append(frame_matrices(b["frame"][ib]))
-        out["residual"].append(proj[ia] - b["keypoints"][ib])
+        out["residual"].append(project(H, a["keypoints"][ia]) - b["keypoints"][ib])
         out["kind"].append(np.full(len(ia), s["photometric"]))
     if not out["residual"]:
         raise ValueError(f"fit_refiner: no repeated keypoints in {pairs} training pairs")
