@@ -3,7 +3,10 @@ PnP), 512/1024/2048 query keypoints, 2 threads; median and p90 over >= 20 frames
 peak RSS of a fresh process per configuration. Peers: extraction and matching times from their
 own venv (PyTorch, CPU).
 
-    python benchmarks/latency_benchmark.py [--quick] [--runs 20]
+    python benchmarks/latency_benchmark.py [--quick] [--runs 20] [--refined]
+
+--refined adds the opt-in featloc_refined entry (models/featloc_v10: v4 + the learned keypoint refiner) with
+PyTorch and ONNX Runtime, mapped and localized with its own features.
 
 The map is built once (demo room, 60 frames, 2048 keypoints); each configuration runs in a new
 process that loads the map and localizes JPEG-compressed query frames. Writes results/latency.{json,md}.
@@ -26,6 +29,7 @@ import numpy as np
 from common import markdown_table, write_results  # noqa: E402
 from methods import resolve_methods
 
+from featloc_ros.features import confs as extractor_confs
 from featloc_ros.matching import confs as matcher_confs
 
 THREADS = 2
@@ -35,6 +39,9 @@ STAGES = ("decode", "extract", "retrieve", "match", "pnp", "total")
 SIFT_CONF = {"name": "sift", "rootsift": True, "max_keypoints": 2048}
 FEATLOC_CONF = {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048}  # matcher featloc_isnn
 FEATLOC_MATCHER = "featloc_isnn"
+# the learned pipelines: their feature conf (each builds its own map); featloc_refined only with --refined
+LEARNED_CONFS = {"featloc": FEATLOC_CONF,
+                 "featloc_refined": {**FEATLOC_CONF, "weights": extractor_confs["featloc_refined"]["weights"]}}
 
 
 def thread_env() -> dict:
@@ -54,7 +61,9 @@ def learned_available() -> str | None:
     return None
 
 
-def render_inputs(work: Path, num_queries: int, learned: bool) -> None:
+def render_inputs(work: Path, num_queries: int, learned: list[str]) -> None:
+    """The demo room's keyframes mapped with RootSIFT and with each of the ``learned`` pipelines (LEARNED_CONFS
+    keys), and ``num_queries`` query frames as JPEG files."""
     from featloc_ros.demo.scene import DemoScene, camera_path, demo_intrinsics
     from featloc_ros.geometry import Camera
     from featloc_ros.mapping.builder import KeyframeInput, build_map
@@ -66,8 +75,8 @@ def render_inputs(work: Path, num_queries: int, learned: bool) -> None:
     kfs = [KeyframeInput(f"kf{i:03d}.jpg", scene.render(T, K, w, h)[0], cam, T, i)
            for i, T in enumerate(camera_path("mapping", 60))]
     build_map(kfs, work / "map_sift", features=SIFT_CONF, matcher="mnn_ratio", progress=False)
-    if learned:
-        build_map(kfs, work / "map_featloc", features=FEATLOC_CONF, matcher=FEATLOC_MATCHER, progress=False)
+    for name in learned:
+        build_map(kfs, work / f"map_{name}", features=LEARNED_CONFS[name], matcher=FEATLOC_MATCHER, progress=False)
     qdir = work / "queries"
     qdir.mkdir()
     for i, T in enumerate(camera_path("query", num_queries)):
@@ -78,8 +87,9 @@ def render_inputs(work: Path, num_queries: int, learned: bool) -> None:
 
 def worker(work: Path, max_keypoints: int, warmup: int, pipeline: str) -> dict:
     """Runs in a fresh process: load the map, localize every query (decode from JPEG bytes).
-    pipeline: "sift" or "featloc-torch" / "featloc-onnxruntime" ("featloc-onnxruntime:spin": with the ONNX Runtime
-    threads busy-waiting between runs, the onnxruntime default; onnx_spinning_benchmark.py)."""
+    pipeline: "sift" or "<learned>-torch" / "<learned>-onnxruntime" with <learned> a LEARNED_CONFS key
+    ("featloc-onnxruntime:spin": with the ONNX Runtime threads busy-waiting between runs, the onnxruntime default;
+    onnx_spinning_benchmark.py)."""
     cv2.setNumThreads(THREADS)
     from featloc_ros.geometry import Camera
     from featloc_ros.localization import Localizer
@@ -88,9 +98,10 @@ def worker(work: Path, max_keypoints: int, warmup: int, pipeline: str) -> dict:
     if pipeline == "sift":
         map_dir, feats = work / "map_sift", {**SIFT_CONF, "max_keypoints": max_keypoints, "resize_max": 0}
     else:
-        backend, _, option = pipeline.split("-", 1)[1].partition(":")
-        map_dir = work / "map_featloc"
-        feats = {**FEATLOC_CONF, "max_keypoints": max_keypoints, "resize_max": 0, "backend": backend,
+        learned, rest = pipeline.split("-", 1)
+        backend, _, option = rest.partition(":")
+        map_dir = work / f"map_{learned}"
+        feats = {**LEARNED_CONFS[learned], "max_keypoints": max_keypoints, "resize_max": 0, "backend": backend,
                  "num_threads": THREADS}
         if option == "spin":
             feats["onnx_spinning"] = True
@@ -188,6 +199,8 @@ def main(argv=None) -> int:
     p.add_argument("--pair-worker", nargs=2, metavar=("WORKDIR", "KEYPOINTS"), help=argparse.SUPPRESS)
     p.add_argument("--peers", nargs="*", default=["xfeat_mnn", "xfeat_lighterglue", "aliked_lightglue",
                                                   "disk_lightglue"])
+    p.add_argument("--refined", action="store_true", help="also the opt-in featloc_refined entry (models/featloc_v10: "
+                                                           "v4 + the learned keypoint refiner), with its own map")
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(Path(args.worker[0]), int(args.worker[1]), args.warmup, args.worker[2])))
@@ -208,13 +221,16 @@ def main(argv=None) -> int:
         pipelines["featloc+isnn (PyTorch)"] = ("featloc-torch", kp_list)
         # the keypoint count k is an input of the ONNX graph
         pipelines["featloc+isnn (ONNX Runtime)"] = ("featloc-onnxruntime", kp_list)
+        if args.refined:
+            pipelines["featloc_refined+isnn (PyTorch)"] = ("featloc_refined-torch", kp_list)
+            pipelines["featloc_refined+isnn (ONNX Runtime)"] = ("featloc_refined-onnxruntime", kp_list)
     # Every measurement runs in args.rounds rounds (all configurations, then all again): the samples of the rounds
     # are pooled, so a slow phase of the (shared) machine does not fall on one configuration only.
     raw_ours, raw_pairs, raw_peers = {}, {}, {}
     skipped = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        render_inputs(work, args.runs, no_learned is None)
+        render_inputs(work, args.runs, [] if no_learned else ["featloc"] + ["featloc_refined"] * args.refined)
         methods = []
         if not args.quick and args.peers:
             from peers.client import peer_info, run_peer_pairs

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     raw_pairs = {"matcher spinning on (default)": [], "matcher spinning off": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        render_inputs(work, args.runs, True)
+        render_inputs(work, args.runs, ["featloc"])
         for rnd in range(args.rounds):
             for label, pipeline in PIPELINES.items():
                 out = subprocess.run([sys.executable, str(here / "latency_benchmark.py"), "--worker", str(work),

@@ -486,6 +486,9 @@ def test_extractor_missing_weights_message(tmp_path):
     with pytest.raises(FileNotFoundError, match="featloc_ros.training.train") as err:
         create_extractor({"name": "featloc", "weights": str(missing)})
     assert str(missing) in str(err.value)
+    # a bare file name is looked for among the shipped models, and the message says where
+    with pytest.raises(FileNotFoundError, match="featloc_v99.pt not found \\(looked in: .*models"):
+        create_extractor({"name": "featloc", "weights": "featloc_v99.pt"})
 
 
 # ---------------------------------------------------------------------------------------------------- shipped weights
@@ -552,6 +555,46 @@ def test_shipped_weights_match_across_a_large_rotation():
     _, n_variant = _correct_fraction({**conf, "descriptor": "rv_iv"}, "mnn", img0, img1, H)
     assert frac > 0.15 and n > 60, (frac, n)
     assert n > 5 * max(n_variant, 1), (n, n_variant)
+
+
+def _matched_residuals(ext, matcher, img0, img1, H, tol: float = 3.0) -> np.ndarray:
+    """Distances between H(p0) and p1 over the matches within ``tol`` px; also returns the two feature sets."""
+    f0, f1 = ext(img0), ext(img1)
+    m = matcher(f0, f1)
+    p = np.c_[f0.keypoints[m.indices[:, 0]], np.ones(len(m))] @ H.T
+    err = np.linalg.norm(p[:, :2] / p[:, 2:] - f1.keypoints[m.indices[:, 1]], axis=1)
+    return err[err < tol], f0
+
+
+def test_shipped_refined_entry_moves_v4_keypoints_onto_the_scene():
+    """featloc_refined (models/featloc_v10.pt: v4 + the learned keypoint refiner) detects v4's keypoints, moves each
+    by a fraction of a pixel, and on the relit, 20-deg-turned astronaut its correct matches land closer to the
+    ground truth than v4's (median residual; models/README.md, featloc_v10, has the benchmark numbers)."""
+    from featloc_ros.features import confs, create_extractor
+    from featloc_ros.features.featloc import resolve_model_file
+    from featloc_ros.matching import create_matcher
+    from featloc_ros.synthesis import apply_photometric
+
+    img0, H = _astronaut_and_warp(20.0)
+    try:
+        resolve_model_file("featloc_v10.pt")
+    except FileNotFoundError as e:
+        pytest.skip(str(e).splitlines()[0])
+    img1 = apply_photometric(cv2.warpPerspective(img0, H, (512, 512)), "illumination", np.random.default_rng(0))
+    over = {"max_keypoints": 1024, "resize_max": 0}
+    v4, v10 = (create_extractor({**confs[name], **over}) for name in ("featloc", "featloc_refined"))
+    assert v10.weights_path.name == "featloc_v10.pt" and v10.net.keypoint_refiner is not None
+    matcher = create_matcher("featloc_isnn")
+    r4, f4 = _matched_residuals(v4, matcher, img0, img1, H)
+    r10, f10 = _matched_residuals(v10, matcher, img0, img1, H)
+    np.testing.assert_array_equal(f10.descriptors.shape, f4.descriptors.shape)
+    moved = np.linalg.norm(f10.keypoints - f4.keypoints, axis=1)
+    assert 0.05 < np.median(moved) < 0.75 and moved.max() < 2.0, (np.median(moved), moved.max())
+    assert len(r10) > 0.9 * len(r4) and np.median(r10) < 0.9 * np.median(r4), (np.median(r10), np.median(r4))
+    if _onnx_available() is None:  # the ONNX entry runs the same refiner (the graph holds it)
+        fo = create_extractor({**confs["featloc_refined_onnx"], **over})(img0)
+        nearest = np.linalg.norm(fo.keypoints[:, None] - f10.keypoints[None], axis=2).min(1)
+        assert np.mean(nearest < 1e-3) > 0.9, np.mean(nearest < 1e-3)
 
 
 def test_rot90_points_follow_torch_rot90():

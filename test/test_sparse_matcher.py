@@ -300,7 +300,8 @@ def test_every_registry_matcher_has_its_shipped_files():
     """Each sparse-attention entry of the matcher registry names shipped weights with their architecture file and
     ONNX export next to them, and builds (PyTorch entries; the ONNX ones when onnxruntime is installed)."""
     from featloc_ros.matching import confs, create_matcher
-    from featloc_ros.matching.sparse_attention import DEFAULT_WEIGHTS, resolve_model_file
+    from featloc_ros.features.featloc import resolve_model_file
+    from featloc_ros.matching.sparse_attention import DEFAULT_WEIGHTS
 
     entries = {name: c for name, c in confs.items() if c["name"] == "sparse_attention"}
     assert "featloc_sparse_small_v11" in entries and "featloc_sparse_small_v11_onnx" in entries
@@ -316,7 +317,7 @@ def test_benchmark_method_for_experiment_weights(tmp_path):
     """benchmarks/methods.py: "featloc+sparse@<weights>[:<threshold>]" runs an experiment's matcher weights (e.g.
     under runs/), named after the file, and is skipped with the reason when the file is missing."""
     from benchmarks.methods import TRAINED_MATCHER_PREFIX, resolve_methods
-    from featloc_ros.matching.sparse_attention import resolve_model_file
+    from featloc_ros.features.featloc import resolve_model_file
 
     weights = resolve_model_file(None, "featloc_matcher_small_v1.pt")
     methods, skipped = resolve_methods([TRAINED_MATCHER_PREFIX + str(weights),

@@ -22,6 +22,12 @@ confs: dict[str, dict] = {
     "featloc": {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048, "resize_max": 1024},
     "featloc_onnx": {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048, "resize_max": 1024,
                      "backend": "onnxruntime"},
+    # FeatLoc v4 + the learned keypoint refiner (models/featloc_v10.pt): sub-pixel keypoints moved by a small MLP;
+    # lower localization errors at night, the same descriptors (maps must be built with the same entry)
+    "featloc_refined": {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048, "resize_max": 1024,
+                        "weights": "featloc_v10.pt"},
+    "featloc_refined_onnx": {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048, "resize_max": 1024,
+                             "weights": "featloc_v10.pt", "backend": "onnxruntime"},
     # 4 network passes (image turned by 0/90/180/270 deg): invariant to quarter turns; PyTorch backend only
     "featloc_rot4": {"name": "featloc", "descriptor": "selected", "max_keypoints": 2048, "resize_max": 1024,
                      "model": {"rotation_pooling": True}},

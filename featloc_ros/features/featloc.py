@@ -12,7 +12,8 @@ Descriptor forms (conf ``descriptor``):
 - one kind name (``"rv_iv"``, ``"ri_iv"``, ``"rv_ii"``, ``"ri_ii"``): that head alone (unit vectors).
 
 Weights: a state dict (``torch.load(..., weights_only=True)``); default ``models/featloc_v4.pt`` (architecture in ``featloc_v4.model.json``) shipped with
-the package (source tree, or ``share/featloc_ros/models`` once installed). The ONNX backend uses the ``.onnx``
+the package (source tree, or ``share/featloc_ros/models`` once installed); ``featloc_v10.pt`` (v4 + the learned
+keypoint refiner; registry entries ``featloc_refined`` / ``featloc_refined_onnx``) is shipped beside it. The ONNX backend uses the ``.onnx``
 file next to it (fixed k and NMS radius baked in at export time; recorded in its metadata).
 """
 
@@ -48,7 +49,10 @@ def model_search_paths(filename: str) -> list[Path]:
 
 
 def resolve_model_file(path: str | None, filename: str = DEFAULT_WEIGHTS) -> Path:
-    """An explicit path (must exist) or the first existing shipped copy of ``filename``."""
+    """An explicit path (must exist) or the first existing shipped copy of ``filename``. A bare file name that is
+    not a file here (e.g. ``featloc_v10.pt``) names a shipped model."""
+    if path and Path(path).name == path and not Path(path).is_file():
+        path, filename = None, path
     if path:
         p = Path(path).expanduser()
         if not p.is_file():
@@ -64,7 +68,7 @@ def resolve_model_file(path: str | None, filename: str = DEFAULT_WEIGHTS) -> Pat
 
 class FeatLoc(Extractor):
     default_conf = {
-        "weights": None,  # state dict path; None: the shipped models/featloc_v4.pt
+        "weights": None,  # state dict path, or a shipped file name (featloc_v10.pt); None: models/featloc_v4.pt
         "backend": "torch",  # "torch" | "onnxruntime" (uses the .onnx next to the weights, or ``onnx``)
         "onnx": None,  # explicit ONNX path for the onnxruntime backend
         "model": {},  # FeatLocNet architecture overrides (must match the weights)

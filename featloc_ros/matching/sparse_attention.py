@@ -43,11 +43,7 @@ class SparseAttentionMatcher(Matcher):
         c = self.conf
         if c["backend"] not in ("torch", "onnxruntime"):
             raise ValueError(f"SparseAttentionMatcher: backend must be 'torch' or 'onnxruntime', got {c['backend']!r}")
-        w = c["weights"]
-        if w and Path(w).name == w and not Path(w).is_file():  # a bare file name: a shipped model (models/)
-            self.weights_path = resolve_model_file(None, w)
-        else:
-            self.weights_path = resolve_model_file(w, DEFAULT_WEIGHTS)
+        self.weights_path = resolve_model_file(c["weights"], DEFAULT_WEIGHTS)
         from ..nn.sparse_matcher import SparseMatcher, load_architecture
 
         if c["model"] and c["backend"] != "torch":
