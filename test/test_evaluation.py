@@ -167,6 +167,38 @@ def test_paired_auc_difference_sees_a_consistent_gain_and_not_noise():
         paired_auc_difference(ref[:, :10], ref)
 
 
+def test_paired_localization_counts_queries_and_tests_signs(monkeypatch):
+    """paired_error_comparison: wins per query, the exact sign test, medians and means over the queries both
+    localized (not localized = infinite error), and the paired median difference with its interval; and the
+    benchmark script's comparison of committed tables."""
+    from pathlib import Path
+
+    from featloc_ros.evaluation.metrics import paired_error_comparison
+
+    ref = [0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0]
+    better = paired_error_comparison([r - 0.1 for r in ref], ref, resamples=300)  # every query 0.1 lower
+    assert (better["lower"], better["higher"], better["ties"]) == (10, 0, 0)
+    assert better["sign_test_p"] == pytest.approx(2 / 1024)
+    assert better["median_difference"] == pytest.approx(-0.1) and better["ci95"][1] < 0
+    mixed = paired_error_comparison([0.1, 0.3, 0.5, 0.7, 0.9, 1.3, 1.5, 1.7, 1.9, None], ref, resamples=300)
+    assert (mixed["lower"], mixed["higher"]) == (5, 5) and mixed["sign_test_p"] == 1.0
+    assert mixed["ci95"][0] < 0 < mixed["ci95"][1]  # five queries 0.1 better, five worse: cannot tell
+    assert mixed["mean_both_localized"] == pytest.approx(np.mean([0.1, 0.3, 0.5, 0.7, 0.9, 1.3, 1.5, 1.7, 1.9]))
+    assert mixed["reference_median"] == pytest.approx(1.1) and mixed["median"] == pytest.approx(1.1)
+    with pytest.raises(ValueError, match="same non-empty queries"):
+        paired_error_comparison([1.0], ref)
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # its sibling imports
+    from paired_localization import compare
+
+    tables = {"a": {"fox": {"ref": {"position_errors": ref}, "other": {"position_errors": ref[::-1]},
+                            "skip": None}},
+              "b": {"fox": {"other": {"position_errors": [r / 2 for r in ref]}}}}
+    out = compare(tables, "a:ref", ["fox"], None)["fox"]
+    assert set(out) == {"a:ref", "a:other", "b:other"} and out["b:other"]["lower"] == 10
+    assert list(compare(tables, "a:ref", ["fox"], ["oth"])["fox"]) == ["a:other", "b:other"]
+
+
 def test_benchmark_method_for_experiment_feature_weights(tmp_path):
     """benchmarks/methods.py: "featloc@<weights>+isnn" runs an experiment's FeatLoc weights with invariance-selected
     mutual NN, named after the file, and is skipped with the reason when the file is missing."""

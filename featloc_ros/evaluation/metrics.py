@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from math import comb
+
 import numpy as np
 
 from ..geometry.transforms import pose_errors
@@ -38,3 +40,30 @@ def summarize(estimates: list[np.ndarray | None], ground_truth: list[np.ndarray]
     for dt, dr in thresholds:
         out["recall"][f"{dt * scale:.3g}/{dr:g}deg"] = float(np.mean((pos <= dt * scale) & (rot <= dr)))
     return out
+
+
+def paired_error_comparison(errors, reference, resamples: int = 2000, seed: int = 0) -> dict:
+    """Per-query errors of a method against a reference on the same queries in the same order (None: not
+    localized, counted as an infinite error): how many queries each wins, an exact two-sided sign test over the
+    queries that differ, the median and mean of both (the means over the queries both localized), and the median of
+    the paired differences (method - reference) with a 95% bootstrap interval over the queries. A small query set
+    (fox: 10) gives wide intervals: an interval that contains 0 cannot tell the two apart."""
+    e = np.array([np.inf if v is None else v for v in errors], np.float64)
+    r = np.array([np.inf if v is None else v for v in reference], np.float64)
+    if e.shape != r.shape or e.size == 0:
+        raise ValueError(f"paired comparison needs the same non-empty queries, got {e.shape} and {r.shape}")
+    lower, higher = int(np.sum(e < r)), int(np.sum(e > r))
+    n = lower + higher
+    tail = sum(comb(n, k) for k in range(min(lower, higher) + 1)) / 2.0 ** n if n else 1.0
+    both = np.isfinite(e) & np.isfinite(r)
+    with np.errstate(invalid="ignore"):  # inf - inf where neither localized: not a difference
+        diff = np.where(both | (np.isfinite(e) != np.isfinite(r)), e - r, 0.0)
+    rng = np.random.default_rng(seed)
+    boot = np.median(diff[rng.integers(0, e.size, (resamples, e.size))], axis=1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {"queries": int(e.size), "lower": lower, "higher": higher, "ties": int(e.size - n),
+            "sign_test_p": float(min(1.0, 2.0 * tail)),
+            "median": float(np.median(e)), "reference_median": float(np.median(r)),
+            "mean_both_localized": float(np.mean(e[both])) if both.any() else float("nan"),
+            "reference_mean_both_localized": float(np.mean(r[both])) if both.any() else float("nan"),
+            "median_difference": float(np.median(diff)), "ci95": [float(lo), float(hi)], "resamples": int(resamples)}
