@@ -13,8 +13,9 @@ Descriptor forms (conf ``descriptor``):
 
 Weights: a state dict (``torch.load(..., weights_only=True)``); default ``models/featloc_v4.pt`` (architecture in ``featloc_v4.model.json``) shipped with
 the package (source tree, or ``share/featloc_ros/models`` once installed); ``featloc_v10.pt`` (v4 + the learned
-keypoint refiner; registry entries ``featloc_refined`` / ``featloc_refined_onnx``) is shipped beside it. The ONNX backend uses the ``.onnx``
-file next to it (fixed k and NMS radius baked in at export time; recorded in its metadata).
+keypoint refiner; registry entries ``featloc_refined`` / ``featloc_refined_onnx``) is shipped beside it. The ONNX
+backend uses the ``.onnx`` file next to it (fixed k and NMS radius baked in at export time; recorded in its
+metadata).
 """
 
 from __future__ import annotations

@@ -785,13 +785,10 @@ class FeatLocNet(nn.Module):
             d = self.detect_for_refiner(feats[0], scores, k)
             kpts = d["keypoints"] + self.keypoint_refiner(d["intensity"], d["scores_map"], d["keypoints"], d["frame"])
             return {"keypoints": kpts, "scores": d["scores"], "valid": d["valid"], **d["descriptors"]}
-        kpts, kscores, valid = detect_keypoints(scores, k, c["nms_radius"], c["detection_threshold"],
-                                                c["remove_borders"], c["subpixel_temperature"], c["score_blur"],
-                                                c["edge_ratio"])
+        kpts, kscores, valid, _ = self._detect(scores, k)
         h, w = image.shape[-2:]
         desc = [self.describe(f, rot90_points(kpts, r, h, w)) for r, f in zip(turns, feats)]
-        if any(c["keypoint_offset"]):
-            kpts = kpts + torch.tensor(c["keypoint_offset"], dtype=kpts.dtype, device=kpts.device)
+        kpts = self._with_offset(kpts)
         if len(desc) == 1:
             return {"keypoints": kpts, "scores": kscores, "valid": valid, **desc[0]}
         local = F.normalize(torch.stack([d["local"] for d in desc]).mean(0), dim=-1)
@@ -803,16 +800,25 @@ class FeatLocNet(nn.Module):
         score map, k keypoints -> keypoints (B,k,2) with the offset added, scores (B,k), valid (B,k), frame (B,k,2)
         (orientations, shared with the steered heads), descriptors (``describe``), and the refiner's maps:
         scores_map (B,1,H,W) (blurred as for the detection) and intensity (B,1,H,W) (the first low-level map)."""
+        kpts, kscores, valid, blurred = self._detect(scores, k)
+        frame = self.orientation(f, kpts)
+        desc = self.describe(f, kpts, frame)
+        return {"keypoints": self._with_offset(kpts), "scores": kscores, "valid": valid, "frame": frame,
+                "descriptors": desc, "scores_map": blurred, "intensity": f["low"][:, 0:1]}
+
+    def _detect(self, scores: torch.Tensor, k) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The conf's detection on the score map (B,1,H,W): keypoints (B,k,2) before the offset, scores (B,k),
+        valid (B,k), and the score map the maxima were taken from (blurred by ``score_blur``)."""
         c = self.conf
         blurred = gaussian_blur(scores, c["score_blur"]) if c["score_blur"] > 0 else scores
         kpts, kscores, valid = detect_keypoints(blurred, k, c["nms_radius"], c["detection_threshold"],
                                                 c["remove_borders"], c["subpixel_temperature"], 0.0, c["edge_ratio"])
-        frame = self.orientation(f, kpts)
-        desc = self.describe(f, kpts, frame)
-        if any(c["keypoint_offset"]):
-            kpts = kpts + torch.tensor(c["keypoint_offset"], dtype=kpts.dtype, device=kpts.device)
-        return {"keypoints": kpts, "scores": kscores, "valid": valid, "frame": frame, "descriptors": desc,
-                "scores_map": blurred, "intensity": f["low"][:, 0:1]}
+        return kpts, kscores, valid, blurred
+
+    def _with_offset(self, kpts: torch.Tensor) -> torch.Tensor:
+        """Output keypoints: ``kpts`` plus the conf's ``keypoint_offset`` (no op when it is zero)."""
+        offset = self.conf["keypoint_offset"]
+        return kpts + torch.tensor(offset, dtype=kpts.dtype, device=kpts.device) if any(offset) else kpts
 
 
 def rot90_points(points: torch.Tensor, turns: int, height: int, width: int) -> torch.Tensor:
