@@ -4,6 +4,8 @@
 #   make test             run the test suite (what .ci/run calls)
 #   make demo             render a scene, build a map from a bag, replay it through the ROS 2 node
 #   make bench            regenerate benchmarks/results/ (make bench-quick: the CI-sized subset)
+#   make weights          rebuild the shipped FeatLoc weights from nothing into runs/reproduce (v2 -> v3 -> v4 ->
+#                         calibration -> v10, resumable) and compare them with models/
 #   make peers            create/refresh .venv-peers: the pretrained peer methods (XFeat, ALIKED, DISK,
 #                         LightGlue) for benchmarks/peers/, apart from the main venv (~6 GB, torch 2.14.1)
 
@@ -12,7 +14,7 @@ VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.featloc_setup.stamp
 
-.PHONY: setup test demo bench bench-quick peers
+.PHONY: setup test demo bench bench-quick peers weights
 
 setup: $(STAMP)
 
@@ -30,6 +32,9 @@ $(STAMP): requirements.txt featloc_ros/tools/build_tf2_msgs.py $(wildcard setup.
 
 test: setup
 	$(VPY) -m pytest -q -ra test
+
+weights: setup
+	$(VPY) -m featloc_ros.training.reproduce --out runs/reproduce
 
 # Full benchmarks (peers included when `make peers` was run; each script says what it skipped).
 BENCH_PY := cd benchmarks && $(abspath $(VPY))
