@@ -185,6 +185,12 @@ def test_paired_localization_counts_queries_and_tests_signs(monkeypatch):
     assert mixed["ci95"][0] < 0 < mixed["ci95"][1]  # five queries 0.1 better, five worse: cannot tell
     assert mixed["mean_both_localized"] == pytest.approx(np.mean([0.1, 0.3, 0.5, 0.7, 0.9, 1.3, 1.5, 1.7, 1.9]))
     assert mixed["reference_median"] == pytest.approx(1.1) and mixed["median"] == pytest.approx(1.1)
+    # each method loses queries the other keeps: differences of -inf and +inf, whose middle pair has no mean
+    lost = paired_error_comparison([None, None, None, 1.0], [1.0, 1.0, 1.0, None], resamples=300)
+    assert (lost["lower"], lost["higher"]) == (1, 3)
+    assert lost["median_difference"] == np.inf and not np.isnan(lost["ci95"]).any()
+    split = paired_error_comparison([None, None, 1.0, 1.0], [1.0, 1.0, None, None], resamples=300)
+    assert split["median_difference"] == -np.inf and not np.isnan(split["ci95"]).any()
     with pytest.raises(ValueError, match="same non-empty queries"):
         paired_error_comparison([1.0], ref)
 

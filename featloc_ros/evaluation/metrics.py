@@ -42,6 +42,16 @@ def summarize(estimates: list[np.ndarray | None], ground_truth: list[np.ndarray]
     return out
 
 
+def _median_of_rows(x: np.ndarray) -> np.ndarray:
+    """Median of each row of (R, N) differences that may hold -inf and +inf (a query one method lost and the other
+    kept): where the two middle values are -inf and +inf their mean does not exist, and the lower one is taken."""
+    with np.errstate(invalid="ignore"):
+        med = np.median(x, axis=1)
+    split = np.isnan(med)
+    med[split] = np.quantile(x[split], 0.5, axis=1, method="lower")
+    return med
+
+
 def paired_error_comparison(errors, reference, resamples: int = 2000, seed: int = 0) -> dict:
     """Per-query errors of a method against a reference on the same queries in the same order (None: not
     localized, counted as an infinite error): how many queries each wins, an exact two-sided sign test over the
@@ -59,11 +69,14 @@ def paired_error_comparison(errors, reference, resamples: int = 2000, seed: int 
     with np.errstate(invalid="ignore"):  # inf - inf where neither localized: not a difference
         diff = np.where(both | (np.isfinite(e) != np.isfinite(r)), e - r, 0.0)
     rng = np.random.default_rng(seed)
-    boot = np.median(diff[rng.integers(0, e.size, (resamples, e.size))], axis=1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
+    boot = _median_of_rows(diff[rng.integers(0, e.size, (resamples, e.size))])
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+    if np.isnan(lo) or np.isnan(hi):  # interpolated between infinities: the neighbouring resample values instead
+        lo, hi = np.percentile(boot, 2.5, method="lower"), np.percentile(boot, 97.5, method="higher")
     return {"queries": int(e.size), "lower": lower, "higher": higher, "ties": int(e.size - n),
             "sign_test_p": float(min(1.0, 2.0 * tail)),
             "median": float(np.median(e)), "reference_median": float(np.median(r)),
             "mean_both_localized": float(np.mean(e[both])) if both.any() else float("nan"),
             "reference_mean_both_localized": float(np.mean(r[both])) if both.any() else float("nan"),
-            "median_difference": float(np.median(diff)), "ci95": [float(lo), float(hi)], "resamples": int(resamples)}
+            "median_difference": float(_median_of_rows(diff[None])[0]), "ci95": [float(lo), float(hi)], "resamples": int(resamples)}
