@@ -79,4 +79,5 @@ def paired_error_comparison(errors, reference, resamples: int = 2000, seed: int 
             "median": float(np.median(e)), "reference_median": float(np.median(r)),
             "mean_both_localized": float(np.mean(e[both])) if both.any() else float("nan"),
             "reference_mean_both_localized": float(np.mean(r[both])) if both.any() else float("nan"),
-            "median_difference": float(_median_of_rows(diff[None])[0]), "ci95": [float(lo), float(hi)], "resamples": int(resamples)}
+            "median_difference": float(_median_of_rows(diff[None])[0]), "ci95": [float(lo), float(hi)],
+            "resamples": int(resamples)}
