@@ -80,6 +80,22 @@ def test_a_failing_stage_stops_the_chain_and_names_its_log(tmp_path):
     assert json.loads((tmp_path / "reproduce.json").read_text())["stages"]["broken"]["finished"] is False
 
 
+def test_an_interrupted_stage_keeps_its_time_and_resumes(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rp.subprocess, "call", interrupted)
+    stage = rp.Stage("featloc_v2", "train", "featloc_v2", config="featloc_v2.yaml")
+    with pytest.raises(SystemExit, match="interrupted during featloc_v2.*again to resume"):
+        rp.run_stages([stage], tmp_path, say=lambda _: None)
+    first = json.loads((tmp_path / "reproduce.json").read_text())["stages"]["featloc_v2"]
+    assert first["finished"] is False and first["runs"] == 1
+    monkeypatch.setattr(rp.subprocess, "call", lambda *a, **k: 0)  # the second run completes the stage
+    record = rp.run_stages([stage], tmp_path, say=lambda _: None)
+    again = record["stages"]["featloc_v2"]
+    assert again["finished"] and again["runs"] == 2 and again["seconds"] >= first["seconds"]
+
+
 def test_a_corrupt_record_is_rejected_with_its_path(tmp_path):
     (tmp_path / "reproduce.json").write_text("{not json")
     with pytest.raises(SystemExit, match="reproduce.json is not valid JSON"):

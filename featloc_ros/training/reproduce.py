@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -108,11 +109,16 @@ def run_stages(stages, out: Path, say=print) -> dict:
         say(f"[reproduce] {stage.name}: {' '.join(cmd[1:])}  (log: {log})")
         t0 = time.time()
         with open(log, "a") as fh:
-            code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            try:
+                code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM (main): the stage's time so far is still recorded
+                code = None
         seconds = time.time() - t0 + (done or {}).get("seconds", 0.0)  # time of earlier, interrupted runs too
         record["stages"][stage.name] = {"command": cmd[1:], "seconds": round(seconds, 1), "finished": code == 0,
                                         "runs": (done or {}).get("runs", 0) + 1}
         record_path.write_text(json.dumps(record, indent=2) + "\n")
+        if code is None:
+            raise SystemExit(f"reproduce: interrupted during {stage.name}; run the same command again to resume")
         if code != 0:
             raise SystemExit(f"reproduce: stage {stage.name} failed (exit {code}); see {log}")
         say(f"[reproduce] {stage.name}: done in {seconds / 60:.1f} min")
@@ -202,6 +208,10 @@ def reproduce(stages, out: Path, models: Path = MODELS_DIR, say=print) -> dict:
     return record
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/reproduce", help="run directory (all outputs; models/ is never written)")
@@ -211,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     if out == MODELS_DIR.resolve():
         raise SystemExit("reproduce: --out must not be models/ (the comparison needs the shipped files)")
+    signal.signal(signal.SIGTERM, _interrupt)
     last = [s.name for s in STAGES].index(args.until)
     reproduce(STAGES[:last + 1], out)
     return 0
