@@ -1,6 +1,7 @@
 """One command that rebuilds the shipped FeatLoc weights from nothing and compares them with models/.
 
-    python -m featloc_ros.training.reproduce --out runs/reproduce                    # about 2 h on 2 cores
+    python -m featloc_ros.training.reproduce --out runs/reproduce     # 2 cores: ~2 h where the weights were trained,
+                                                                      # ~3.4 h on this machine in 2026-11 (models/README.md)
     python -m featloc_ros.training.reproduce --out runs/reproduce --until featloc_v4
 
 The stages run in order, each started from the previous stage's output in ``--out`` (never from models/):
