@@ -57,6 +57,9 @@ def test_a_tiny_chain_runs_skips_finished_stages_and_compares_with_the_shipped_f
 
     models.mkdir()
     shutil.copy(out / "featloc_v2.pt", models / "featloc_v2.pt")
+    shipped_summary = json.loads((out / "featloc_v2_training.json").read_text())
+    shipped_summary["train_time_s"] = 2 * 0.5  # the shipped run's pace: 0.5 s/step over its 2 steps
+    (models / "featloc_v2_training.json").write_text(json.dumps(shipped_summary))
     changed = {k: v.clone() for k, v in v3.items()}
     key = next(k for k, v in changed.items() if v.is_floating_point())
     changed[key] += 0.25
@@ -70,6 +73,10 @@ def test_a_tiny_chain_runs_skips_finished_stages_and_compares_with_the_shipped_f
     assert c3["max_abs_diff"] == pytest.approx(0.25)
     table = (out / "reproduce.md").read_text()
     assert "| featloc_v2 | yes |" in table and "| featloc_v3 | no |" in table
+    pace = record["comparison"]["featloc_v2"]["seconds_per_step"]
+    assert pace["shipped"] == 0.5 and pace["reproduced"] > 0
+    assert f"| {pace['reproduced']} (0.5) |" in table
+    assert record["comparison"]["featloc_v3"]["seconds_per_step"]["shipped"] is None  # no shipped summary
     assert json.loads((out / "reproduce.json").read_text())["comparison"]["featloc_v3"]["identical"] is False
 
 
@@ -90,6 +97,7 @@ def test_an_interrupted_stage_keeps_its_time_and_resumes(tmp_path, monkeypatch):
         rp.run_stages([stage], tmp_path, say=lambda _: None)
     first = json.loads((tmp_path / "reproduce.json").read_text())["stages"]["featloc_v2"]
     assert first["finished"] is False and first["runs"] == 1
+    assert "| featloc_v2 | 0.0 (unfinished) | 1 |" in (tmp_path / "reproduce.md").read_text()  # table so far
     monkeypatch.setattr(rp.subprocess, "call", lambda *a, **k: 0)  # the second run completes the stage
     record = rp.run_stages([stage], tmp_path, say=lambda _: None)
     again = record["stages"]["featloc_v2"]

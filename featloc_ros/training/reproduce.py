@@ -1,7 +1,7 @@
 """One command that rebuilds the shipped FeatLoc weights from nothing and compares them with models/.
 
     python -m featloc_ros.training.reproduce --out runs/reproduce     # 2 cores: ~2 h where the weights were trained,
-                                                                      # ~3.4 h on this machine in 2026-11 (models/README.md)
+                                                                      # 185 min on this machine in 2026-11 (models/README.md)
     python -m featloc_ros.training.reproduce --out runs/reproduce --until featloc_v4
 
 The stages run in order, each started from the previous stage's output in ``--out`` (never from models/):
@@ -16,9 +16,10 @@ The stages run in order, each started from the previous stage's output in ``--ou
 Resumable: run the same command again. A finished stage (recorded in ``<out>/reproduce.json``) is skipped, and a
 training stage continues from its last checkpoint (``train --resume``; the trainer's samples are a pure function
 of seed and index, so a resumed run repeats an uninterrupted one). Each stage's output goes to
-``<out>/<stage>.log``. At the end every weights file and calibrated setting is compared with its shipped
-counterpart in models/: ``<out>/reproduce.json`` and ``<out>/reproduce.md`` hold the stage times and, per file,
-whether the tensors are identical or by how much they differ.
+``<out>/<stage>.log``. ``<out>/reproduce.json`` and its table ``<out>/reproduce.md`` are rewritten after every
+stage, an interrupted one included, with the times so far. At the end every weights file and calibrated setting is
+compared with its shipped counterpart in models/ and both files get, per file, whether the tensors are identical or
+by how much they differ.
 """
 
 from __future__ import annotations
@@ -117,15 +118,21 @@ def run_stages(stages, out: Path, say=print) -> dict:
         seconds = time.time() - t0 + (done or {}).get("seconds", 0.0)  # time of earlier, interrupted runs too
         record["stages"][stage.name] = {"command": cmd[1:], "seconds": round(seconds, 1), "finished": code == 0,
                                         "runs": (done or {}).get("runs", 0) + 1}
-        record_path.write_text(json.dumps(record, indent=2) + "\n")
+        _write_record(record, out)  # after every stage, so an unfinished run's times are readable as a table too
         if code is None:
             raise SystemExit(f"reproduce: interrupted during {stage.name}; run the same command again to resume")
         if code != 0:
             raise SystemExit(f"reproduce: stage {stage.name} failed (exit {code}); see {log}")
         say(f"[reproduce] {stage.name}: done in {seconds / 60:.1f} min")
-    record["total_seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
-    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    _write_record(record, out)
     return record
+
+
+def _write_record(record: dict, out: Path) -> None:
+    """``<out>/reproduce.json`` and its table ``<out>/reproduce.md`` (with the total so far)."""
+    record["total_seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
+    (out / "reproduce.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "reproduce.md").write_text(markdown(record))
 
 
 def compare_weights(path: Path, shipped: Path) -> dict:
@@ -159,9 +166,18 @@ def model_settings(path: Path) -> dict:
     return {k: model[k] for k in CALIBRATED_SETTINGS if k in model}
 
 
+def seconds_per_step(summary: Path) -> float | None:
+    """Training time per step from a training summary (``<stem>_training.json``), or None without one."""
+    if not summary.is_file():
+        return None
+    d = json.loads(summary.read_text())
+    return round(d["train_time_s"] / d["steps"], 3) if d.get("train_time_s") and d.get("steps") else None
+
+
 def compare_with_shipped(stages, out: Path, models: Path = MODELS_DIR) -> dict:
-    """For each weights file the stages wrote: the comparison with ``models/<same name>`` and, where a
-    ``.model.json`` exists, its calibrated settings against the shipped ones."""
+    """For each weights file the stages wrote: the comparison with ``models/<same name>``, where a
+    ``.model.json`` exists its calibrated settings against the shipped ones, and for a trained file the training
+    seconds per step of both runs (the same steps, so the ratio is the speed of the two machines and codes)."""
     result = {}
     for stem in dict.fromkeys(s.weights for s in stages):
         made, shipped = out / f"{stem}.pt", models / f"{stem}.pt"
@@ -174,6 +190,9 @@ def compare_with_shipped(stages, out: Path, models: Path = MODELS_DIR) -> dict:
         mine, theirs = (model_settings(p.with_suffix(".model.json")) for p in (made, shipped))
         if mine or theirs:
             entry["settings"] = {"reproduced": mine, "shipped": theirs, "equal": mine == theirs}
+        pace = [seconds_per_step(d / f"{stem}_training.json") for d in (out, models)]
+        if pace[0] is not None:
+            entry["seconds_per_step"] = {"reproduced": pace[0], "shipped": pace[1]}
         result[stem] = entry
     return result
 
@@ -186,25 +205,25 @@ def markdown(record: dict) -> str:
     for name, s in record["stages"].items():
         lines.append(f"| {name} | {s['seconds'] / 60:.1f}{'' if s['finished'] else ' (unfinished)'} | {s['runs']} |")
     lines.append(f"| **total** | **{record.get('total_seconds', 0) / 60:.1f}** | |")
-    lines += ["", "| weights | identical to models/ | equal tensors | max abs diff (tensor) | calibrated settings |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| weights | identical to models/ | equal tensors | max abs diff (tensor) | calibrated settings | "
+              "training s/step: rebuilt (shipped) |", "|---|---|---|---|---|---|"]
     for stem, c in record.get("comparison", {}).items():
         if "problem" in c:
-            lines.append(f"| {stem} | {c['identical']} | | {c['problem']} | |")
+            lines.append(f"| {stem} | {c['identical']} | | {c['problem']} | | |")
             continue
-        settings = c.get("settings")
+        settings, pace = c.get("settings"), c.get("seconds_per_step")
         s = "" if settings is None else ("equal" if settings["equal"] else
                                          f"reproduced {settings['reproduced']} vs shipped {settings['shipped']}")
+        p = "" if pace is None else f"{pace['reproduced']} ({pace['shipped'] if pace['shipped'] is not None else '-'})"
         lines.append(f"| {stem} | {'yes' if c['identical'] else 'no'} | {c['equal_tensors']}/{c['tensors']} | "
-                     f"{c['max_abs_diff']:.3g} ({c['max_abs_diff_tensor'] or '-'}) | {s} |")
+                     f"{c['max_abs_diff']:.3g} ({c['max_abs_diff_tensor'] or '-'}) | {s} | {p} |")
     return "\n".join(lines) + "\n"
 
 
 def reproduce(stages, out: Path, models: Path = MODELS_DIR, say=print) -> dict:
     record = run_stages(stages, out, say)
     record["comparison"] = compare_with_shipped(stages, out, models)
-    (out / "reproduce.json").write_text(json.dumps(record, indent=2) + "\n")
-    (out / "reproduce.md").write_text(markdown(record))
+    _write_record(record, out)
     say(markdown(record))
     return record
 
