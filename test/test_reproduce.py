@@ -78,6 +78,9 @@ def test_a_tiny_chain_runs_skips_finished_stages_and_compares_with_the_shipped_f
     assert f"| {pace['reproduced']} (0.5) |" in table
     assert record["comparison"]["featloc_v3"]["seconds_per_step"]["shipped"] is None  # no shipped summary
     assert json.loads((out / "reproduce.json").read_text())["comparison"]["featloc_v3"]["identical"] is False
+    # running the stages alone drops the earlier comparison instead of showing it as if it were current
+    assert "comparison" not in rp.run_stages(stages, out, say=said.append)
+    assert "| featloc_v3 | no |" not in (out / "reproduce.md").read_text()
 
 
 def test_a_failing_stage_stops_the_chain_and_names_its_log(tmp_path):

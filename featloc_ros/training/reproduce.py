@@ -101,6 +101,7 @@ def run_stages(stages, out: Path, say=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     record_path = out / "reproduce.json"
     record = load_record(record_path)
+    record.pop("comparison", None)  # an earlier run's; reproduce() compares again once the stages are done
     for stage in stages:
         done = record["stages"].get(stage.name)
         if done and done.get("finished"):
