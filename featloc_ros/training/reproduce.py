@@ -99,8 +99,7 @@ def load_record(path: Path) -> dict:
 def run_stages(stages, out: Path, say=print) -> dict:
     """Run the stages not yet recorded as finished in ``<out>/reproduce.json``; returns the record."""
     out.mkdir(parents=True, exist_ok=True)
-    record_path = out / "reproduce.json"
-    record = load_record(record_path)
+    record = load_record(out / "reproduce.json")
     record.pop("comparison", None)  # an earlier run's; reproduce() compares again once the stages are done
     for stage in stages:
         done = record["stages"].get(stage.name)
@@ -215,7 +214,7 @@ def markdown(record: dict) -> str:
         settings, pace = c.get("settings"), c.get("seconds_per_step")
         s = "" if settings is None else ("equal" if settings["equal"] else
                                          f"reproduced {settings['reproduced']} vs shipped {settings['shipped']}")
-        p = "" if pace is None else f"{pace['reproduced']} ({pace['shipped'] if pace['shipped'] is not None else '-'})"
+        p = "" if pace is None else f"{pace['reproduced']} ({'-' if pace['shipped'] is None else pace['shipped']})"
         lines.append(f"| {stem} | {'yes' if c['identical'] else 'no'} | {c['equal_tensors']}/{c['tensors']} | "
                      f"{c['max_abs_diff']:.3g} ({c['max_abs_diff_tensor'] or '-'}) | {s} | {p} |")
     return "\n".join(lines) + "\n"
