@@ -271,3 +271,16 @@ def test_homography_benchmark_builds_validation_sets_from_given_photos(monkeypat
     assert [len(v) for v in sets.values()] == [6, 6]
     assert {pr.name for pr in sets["synthetic_night"]} >= {"synthetic_night_p0", "synthetic_night_p2_w1"}
     assert sets["synthetic_night"][0].image0.shape == (120, 160, 3)
+
+
+@pytest.mark.parametrize("name", ["/dev/null", "../escape", "sub/dir", "", ".."])
+def test_benchmark_results_name_must_be_a_plain_stem(monkeypatch, name):
+    """benchmarks/common.write_results: --name is a file stem under benchmarks/results/; a path (which would write
+    outside it, e.g. /dev/null.json) is refused before anything is written."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import common
+
+    with pytest.raises(ValueError, match="plain name"):
+        common.write_results(name, {}, "# nothing")

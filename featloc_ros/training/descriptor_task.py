@@ -44,12 +44,15 @@ class DescriptorTask:
     def step_loss(model: FeatLocNet, data: PairDataset, indices: list[int], conf: dict, gen):
         import torch
 
+        def layout(images):  # NHWC when the trainer put the model in channels_last
+            return images.contiguous(memory_format=torch.channels_last) if conf["train"]["channels_last"] else images
+
         batch = collate([data[i] for i in indices])
-        out = model.forward_dense(torch.cat([batch["A"], batch["B"], batch["B0"]]))
+        out = model.forward_dense(layout(torch.cat([batch["A"], batch["B"], batch["B0"]])))
         if conf["loss"]["weights"]["shift"] > 0:  # A translated by 1 px (x, or x and y, alternately)
             shift = (1, indices[0] // len(indices) % 2)
             moved = torch.roll(batch["A"], shifts=(shift[1], shift[0]), dims=(2, 3))
-            out["scores_shifted"] = model.forward_dense(moved)["scores"]
+            out["scores_shifted"] = model.forward_dense(layout(moved))["scores"]
             out["shift"] = shift
         return compute_losses(out, batch, conf["loss"], model, gen)
 
