@@ -111,3 +111,16 @@ def test_a_corrupt_record_is_rejected_with_its_path(tmp_path):
     (tmp_path / "reproduce.json").write_text("{not json")
     with pytest.raises(SystemExit, match="reproduce.json is not valid JSON"):
         rp.run_stages([], tmp_path, say=lambda _: None)
+
+
+def test_a_corrupt_training_summary_is_rejected_with_its_path(tmp_path):
+    summary = tmp_path / "featloc_v2_training.json"
+    assert rp.seconds_per_step(summary) is None  # no summary: no time to compare
+    summary.write_text(json.dumps({"train_time_s": 90.0, "steps": 60}))
+    assert rp.seconds_per_step(summary) == 1.5
+    summary.write_text('{"train_time_s": 90.')
+    with pytest.raises(SystemExit, match="featloc_v2_training.json is not valid JSON"):
+        rp.seconds_per_step(summary)
+    summary.write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="featloc_v2_training.json is not a training summary"):
+        rp.seconds_per_step(summary)

@@ -170,7 +170,13 @@ def seconds_per_step(summary: Path) -> float | None:
     """Training time per step from a training summary (``<stem>_training.json``), or None without one."""
     if not summary.is_file():
         return None
-    d = json.loads(summary.read_text())
+    try:
+        d = json.loads(summary.read_text())
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"reproduce: {summary} is not valid JSON ({exc}); its stage's training wrote it: run the "
+                         "stage again, or delete the file to compare without its time") from exc
+    if not isinstance(d, dict):
+        raise SystemExit(f"reproduce: {summary} is not a training summary (a JSON object)")
     return round(d["train_time_s"] / d["steps"], 3) if d.get("train_time_s") and d.get("steps") else None
 
 
