@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 from common import markdown_table, write_results  # noqa: E402
 
 from featloc_ros.training.train import full_config, load_config, train
@@ -32,8 +34,6 @@ def seconds_per_step(config: str, channels_last: bool, steps: int, warmup: int) 
     conf = load_config(CONFIG_DIR / config, overrides)
     with tempfile.TemporaryDirectory() as tmp:
         summary = train(conf, Path(tmp), max_steps=warmup + steps, log=lambda *_: None)
-        import torch
-
         times = torch.load(Path(tmp) / "checkpoints" / "last.pt", weights_only=True)["history_time"].tolist()
     if summary["steps"] != warmup + steps:
         raise RuntimeError(f"{config}: trained {summary['steps']} steps, expected {warmup + steps}")

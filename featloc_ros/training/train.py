@@ -48,7 +48,7 @@ DEFAULT_TRAIN_CONF = {
     "weight_decay": 1e-4,
     "grad_clip": 5.0,
     "num_threads": 2,
-    "channels_last": True,  # convolution weights and images in NHWC: ~12% less time per descriptor step on 2 CPU
+    "channels_last": True,  # convolution weights and images in NHWC: 9-14% less time per descriptor step on 2 CPU
     #                         cores (benchmarks/results/training_speed.md); the same model, float rounding aside
     "log_every": 10,
     "checkpoint_every": 100,
