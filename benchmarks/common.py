@@ -49,7 +49,7 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
 
 def write_results(name: str, data: dict, markdown: str) -> tuple[Path, Path]:
     """results/<name>.json and .md; ``name`` is a plain file stem (a path would write outside results/)."""
-    if not name or Path(name).name != name or name in (".", ".."):
+    if not name or name == ".." or Path(name).name != name:
         raise ValueError(f"--name must be a plain name for benchmarks/results/<name>.json, not {name!r}")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     data = {"environment": environment(), **data}

@@ -51,15 +51,14 @@ def test_smoke_training_resumes_deterministically(tmp_path):
 
 def _first_step(conf: dict, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, all gradients as one vector) of the first training step of ``conf`` from seed 0."""
-    from featloc_ros.training.train import full_config, get_task
+    from featloc_ros.training.train import full_config, get_task, memory_format
 
     conf = full_config(conf)
     conf["train"]["channels_last"] = channels_last
     task = get_task(conf)
     torch.manual_seed(0)
     model = task.model_class(conf["model"]).train()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    model.to(memory_format=memory_format(conf))
     loss, _ = task.step_loss(model, task.make_data(conf, 0), [0, 1], conf, torch.Generator().manual_seed(0))
     loss.backward()
     return loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])

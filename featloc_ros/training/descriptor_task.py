@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..nn.featloc_net import KINDS, FeatLocNet, export_onnx, load_architecture, save_architecture
 from .data import DEFAULT_DATA_CONF, PairDataset, collate
 from .losses import DEFAULT_LOSS_CONF, compute_losses
+from .train import memory_format
 
 DEFAULT_EXPORT_CONF = {
     "weights": None,  # state dict; relative paths are relative to the repository root; None: <out>/model.pt
@@ -44,15 +45,13 @@ class DescriptorTask:
     def step_loss(model: FeatLocNet, data: PairDataset, indices: list[int], conf: dict, gen):
         import torch
 
-        def layout(images):  # NHWC when the trainer put the model in channels_last
-            return images.contiguous(memory_format=torch.channels_last) if conf["train"]["channels_last"] else images
-
+        layout = memory_format(conf)  # the model's, set by the trainer
         batch = collate([data[i] for i in indices])
-        out = model.forward_dense(layout(torch.cat([batch["A"], batch["B"], batch["B0"]])))
+        out = model.forward_dense(torch.cat([batch["A"], batch["B"], batch["B0"]]).contiguous(memory_format=layout))
         if conf["loss"]["weights"]["shift"] > 0:  # A translated by 1 px (x, or x and y, alternately)
             shift = (1, indices[0] // len(indices) % 2)
             moved = torch.roll(batch["A"], shifts=(shift[1], shift[0]), dims=(2, 3))
-            out["scores_shifted"] = model.forward_dense(layout(moved))["scores"]
+            out["scores_shifted"] = model.forward_dense(moved.contiguous(memory_format=layout))["scores"]
             out["shift"] = shift
         return compute_losses(out, batch, conf["loss"], model, gen)
 

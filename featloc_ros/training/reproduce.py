@@ -84,14 +84,19 @@ def stage_command(stage: Stage, out: Path) -> list[str]:
     return cmd + list(stage.extra)
 
 
+def read_json(path: Path, remedy: str):
+    """The JSON in ``path``; invalid JSON stops the command with a message naming the file and ``remedy``."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"reproduce: {path} is not valid JSON ({exc}); {remedy}") from exc
+
+
 def load_record(path: Path) -> dict:
     if not path.is_file():
         return {"stages": {}}
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"reproduce: {path} is not valid JSON ({exc}); delete it to start the record again")
-    if not isinstance(record.get("stages"), dict):
+    record = read_json(path, "delete it to start the record again")
+    if not isinstance(record, dict) or not isinstance(record.get("stages"), dict):
         raise SystemExit(f"reproduce: {path} has no 'stages' mapping; delete it to start the record again")
     return record
 
@@ -170,11 +175,8 @@ def seconds_per_step(summary: Path) -> float | None:
     """Training time per step from a training summary (``<stem>_training.json``), or None without one."""
     if not summary.is_file():
         return None
-    try:
-        d = json.loads(summary.read_text())
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"reproduce: {summary} is not valid JSON ({exc}); its stage's training wrote it: run the "
-                         "stage again, or delete the file to compare without its time") from exc
+    d = read_json(summary, "its stage's training wrote it: run the stage again, or delete the file to compare "
+                           "without its time")
     if not isinstance(d, dict):
         raise SystemExit(f"reproduce: {summary} is not a training summary (a JSON object)")
     return round(d["train_time_s"] / d["steps"], 3) if d.get("train_time_s") and d.get("steps") else None

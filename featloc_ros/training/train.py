@@ -270,8 +270,7 @@ def train(conf: dict, out_dir: str | Path, resume: bool = False, max_steps: int 
     np.random.seed(seed)
     random.seed(seed)
     model = task.model_class(conf["model"])
-    if tc["channels_last"]:
-        model.to(memory_format=torch.channels_last)
+    model.to(memory_format=memory_format(conf))
     frozen = freeze_except(model, tc["trainable"])
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=tc["lr"], weight_decay=tc["weight_decay"])
@@ -419,6 +418,14 @@ def initialize_from(model, path: Path) -> str:
     fresh = sorted({k.rsplit(".", 2)[0] for k in own if k not in same})
     return (f"initialised {len(same)}/{len(own)} tensors from {path}; new or reshaped: "
             f"{', '.join(fresh) if fresh else 'none'}")
+
+
+def memory_format(conf: dict):
+    """The layout of convolution weights and images during training (``train.channels_last``): the trainer puts
+    the model in it, and a task's ``step_loss`` puts its images in it."""
+    import torch
+
+    return torch.channels_last if conf["train"]["channels_last"] else torch.contiguous_format
 
 
 def export(task, model, conf: dict, out_dir: Path, say=print) -> dict:
