@@ -111,6 +111,9 @@ def test_a_corrupt_record_is_rejected_with_its_path(tmp_path):
     (tmp_path / "reproduce.json").write_text("{not json")
     with pytest.raises(SystemExit, match="reproduce.json is not valid JSON"):
         rp.run_stages([], tmp_path, say=lambda _: None)
+    (tmp_path / "reproduce.json").write_text("[]")  # valid JSON, not a record
+    with pytest.raises(SystemExit, match="reproduce.json has no 'stages' mapping"):
+        rp.run_stages([], tmp_path, say=lambda _: None)
 
 
 def test_a_corrupt_training_summary_is_rejected_with_its_path(tmp_path):
